@@ -1,0 +1,41 @@
+# Set-up and the project's main jobs. Each target creates/reuses .venv and installs what it needs.
+#   make train   meta-train MAML-TRPO on 2D navigation, then evaluate and plot the result
+#   make test    run the test suite (what CI runs, through .ci/run)
+#   make bench   run the benchmarks and write benchmarks/results/
+
+PYTHON ?= python3
+VENV ?= .venv
+# On CPU-only machines torch comes from the CPU wheel; GPU users: make TORCH_SPEC="torch" (or pre-install torch).
+TORCH_SPEC ?= torch==2.13.0
+RUN_DIR ?= runs/navigation2d
+TRAIN_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv train test test-all bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[all,test]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/metarl train --config 2d-navigation --run-dir $(RUN_DIR) $(TRAIN_ARGS)
+	$(VENV)/bin/metarl evaluate $(RUN_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_meta_iteration.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,104 @@
+"""Command line: ``metarl train``, ``metarl evaluate``, ``metarl configs``.
+
+The CLI only parses arguments, calls the library and prints. Expected failures (bad
+config, unknown family, missing checkpoint, env errors, NaN batches) print one clear
+``error:`` line and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from metarl.checkpoint import CheckpointError
+from metarl.config import ConfigError, load_config, packaged_configs
+from metarl.episodes import NonFiniteBatchError
+from metarl.sampler import SamplerError
+from metarl.tasks import TaskAPIError, TaskNotSetError, UnknownFamilyError
+
+USER_ERRORS = (ConfigError, UnknownFamilyError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metarl", description="Meta-reinforcement learning: MAML-TRPO on task families.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="meta-train a policy (or resume a run)")
+    train.add_argument("--config", help=f"packaged config name ({', '.join(packaged_configs())}) or a YAML file")
+    train.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="override config values, e.g. --set num_iterations=50 seed=1")
+    train.add_argument("--run-dir", help="output directory (default: runs/<config>-<timestamp>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--iterations", type=int, help="with --resume: raise the iteration budget")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ev = sub.add_parser("evaluate", help="return on fresh tasks after 0..K adaptation steps")
+    ev.add_argument("run_dir", help="a run directory made by `metarl train`")
+    ev.add_argument("--tasks", type=int, default=400, help="held-out tasks (default 400)")
+    ev.add_argument("--episodes", type=int, help="episodes per task and step (default: the run's)")
+    ev.add_argument("--steps", type=int, default=3, help="largest number of adaptation steps (default 3)")
+    ev.add_argument("--seed", type=int, help="task seed (default: derived from the run's seed, disjoint from training)")
+    ev.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoints/last.pt)")
+
+    sub.add_parser("configs", help="list the packaged configs")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from metarl.trainer import Trainer
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a run with its saved config; do not pass --config or --set with it.")
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress, num_iterations=args.iterations)
+        print(f"Resuming {args.resume} at iteration {trainer.iteration} of {trainer.config.num_iterations}")
+    else:
+        config = load_config(args.config, args.overrides)
+        name = Path(args.config).stem if args.config else "default"
+        run_dir = args.run_dir or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        trainer = Trainer(config, run_dir, progress=not args.no_progress)
+        print(f"Training {config.family} for {config.num_iterations} meta-iterations into {run_dir} (device {trainer.device}, {trainer.threads} torch threads)")
+    trainer.train()
+    from metarl.logger import read_csv
+
+    rows = read_csv(trainer.run_dir / "progress.csv")
+    if rows:
+        last = rows[-10:]
+        pre = sum(float(r["pre_return"]) for r in last) / len(last)
+        post = sum(float(r["post_return"]) for r in last) / len(last)
+        print(f"Done: iteration {rows[-1]['iteration']}; mean return over the last {len(last)} iterations: {pre:.2f} before adaptation, {post:.2f} after.")
+    print(f"Logs, checkpoints and learning_curve.png are in {trainer.run_dir}; evaluate with `metarl evaluate {trainer.run_dir}`.")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from metarl.evaluate import StepResult, evaluate_run, format_table
+
+    report = evaluate_run(args.run_dir, num_tasks=args.tasks, episodes_per_task=args.episodes, max_steps=args.steps, seed=args.seed, checkpoint=args.checkpoint)
+    results = [StepResult(**r) for r in report["results"]]
+    print(f"{report['family']} at iteration {report['iteration']}: {report['num_tasks']} held-out tasks (seed {report['task_seed']}), {report['episodes_per_task']} episodes each")
+    print(format_table(results))
+    print(f"Saved {Path(args.run_dir) / 'eval.json'} and eval.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``metarl`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "configs":
+            print("\n".join(packaged_configs()))
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint and the logs are intact; continue with `metarl train --resume RUN_DIR`.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

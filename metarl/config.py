@@ -1,0 +1,221 @@
+"""One typed configuration per run: loaded from YAML, validated up front, saved with the run.
+
+Defaults equal pytorch-maml-rl's ``configs/maml/2d-navigation.yaml``. Packaged configs live
+in ``metarl/configs/`` and are named without their extension (``--config 2d-navigation``).
+
+Example:
+    >>> cfg = load_config("2d-navigation", overrides=["num_iterations=10", "seed=3"])
+    >>> cfg.num_iterations
+    10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a meta-training run."""
+
+    family: str = "Navigation2D"
+    """Task family id (short name or Gymnasium id)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make`` of the family."""
+    horizon: int | None = None
+    """Steps per episode; ``None`` uses the env's registered ``max_episode_steps``."""
+    seed: int = 0
+    """Seeds tasks, policy initialization and action noise."""
+    num_iterations: int = 500
+    """Meta-iterations (pytorch-maml-rl's ``num-batches``)."""
+    meta_batch_size: int = 20
+    """Tasks per meta-iteration (K)."""
+    episodes_per_task: int = 20
+    """Episodes per task and phase (N, pytorch-maml-rl's ``fast-batch-size``)."""
+    num_steps: int = 1
+    """Inner policy-gradient steps."""
+    fast_lr: float = 0.1
+    """Inner step size alpha."""
+    first_order: bool = False
+    """First-order MAML (no gradient through the inner step)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda."""
+    normalize_advantages: bool = True
+    """Standardize advantages per task."""
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer widths of the policy MLP."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    init_std: float = 1.0
+    """Initial standard deviation of the Gaussian policy."""
+    max_kl: float = 1e-2
+    """TRPO trust-region radius."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """Damping added to the KL Hessian."""
+    ls_max_steps: int = 15
+    """Line-search step sizes to try."""
+    ls_backtrack_ratio: float = 0.8
+    """Line-search shrink factor."""
+    curvature_subsample: int = 1
+    """Use every s-th episode for the curvature (Hessian-vector) products; 1 = all."""
+    device: str = "auto"
+    """Where the meta-update runs: auto, cpu or cuda (rollouts always run on the CPU)."""
+    torch_threads: int = 0
+    """Torch intra-op threads; 0 = one per CPU core, at most 4."""
+    checkpoint_every: int = 50
+    """Save a checkpoint every this many iterations (and at the end)."""
+    tensorboard: bool = True
+    """Write TensorBoard events (needs the ``tensorboard`` extra)."""
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise ``ConfigError`` naming the key and what to do."""
+        positive_ints = ("num_iterations", "meta_batch_size", "episodes_per_task", "num_steps", "cg_iters", "ls_max_steps", "curvature_subsample", "checkpoint_every")
+        for key in positive_ints:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+        for key in ("fast_lr", "max_kl", "init_std"):
+            value = getattr(self, key)
+            if not value > 0:
+                raise ConfigError(f"{key} must be > 0, got {value!r}.")
+        if self.cg_damping < 0:
+            raise ConfigError(f"cg_damping must be >= 0, got {self.cg_damping!r}.")
+        for key in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)!r}.")
+        if not 0.0 < self.ls_backtrack_ratio < 1.0:
+            raise ConfigError(f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio!r}.")
+        if self.horizon is not None and self.horizon < 1:
+            raise ConfigError(f"horizon must be a positive integer or null, got {self.horizon!r}.")
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}.")
+        if self.activation not in ("tanh", "relu"):
+            raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads must be >= 0 (0 = automatic), got {self.torch_threads!r}.")
+        if self.curvature_subsample > self.episodes_per_task:
+            raise ConfigError(f"curvature_subsample ({self.curvature_subsample}) cannot exceed episodes_per_task ({self.episodes_per_task}).")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML-safe)."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _coerce(key: str, value: Any, annotation: str) -> Any:
+    """Convert a YAML / command-line value to the field's type, or raise ConfigError."""
+    hint = typing.get_type_hints(TrainConfig)[key]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    optional = origin in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if hint is str:
+            return str(value)
+        if origin is list:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            return [int(v) for v in value]
+        if origin is dict:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{key} must be of type {annotation}, got {value!r}.") from e
+    return value
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build and validate a config; unknown keys raise with a did-you-mean."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"A config must be a mapping of keys to values, got {type(data).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown config key {key!r}.{hint} Valid keys: {', '.join(fields)}.")
+        values[key] = _coerce(key, value, str(fields[key].type))
+    return TrainConfig(**values).validate()
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with metarl."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a packaged config by name or a YAML file by path, apply ``key=value`` overrides, validate.
+
+    Raises:
+        ConfigError: Missing file, malformed YAML, unknown key or invalid value.
+    """
+    data: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = Path(name_or_path)
+        if not path.exists():
+            packaged = CONFIG_DIR / f"{name_or_path}.yaml"
+            if not packaged.exists():
+                raise ConfigError(f"No config file {str(name_or_path)!r}; packaged configs: {', '.join(packaged_configs())}.")
+            path = packaged
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}.")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"Overrides take the form key=value, got {item!r}.")
+        key, value = item.split("=", 1)
+        data[key.strip()] = yaml.safe_load(value)
+    return config_from_dict(data)

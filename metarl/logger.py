@@ -1,0 +1,79 @@
+"""Per-iteration logs of a run: a CSV file (always) and TensorBoard events (optional extra)."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    "iteration",
+    "pre_return",
+    "post_return",
+    "loss_before",
+    "loss_after",
+    "kl",
+    "step_accepted",
+    "step_fraction",
+    "ls_backtracks",
+    "grad_norm",
+    "env_steps",
+    "total_env_steps",
+    "sample_seconds",
+    "update_seconds",
+    "env_steps_per_second",
+]
+TIMING_COLUMNS = ("sample_seconds", "update_seconds", "env_steps_per_second")
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a progress CSV."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class RunLogger:
+    """Appends one row per iteration to ``progress.csv`` and to TensorBoard.
+
+    Args:
+        run_dir: The run directory.
+        tensorboard: Write TensorBoard events under ``run_dir/tb`` if the extra is installed.
+        resume_from: Keep only rows with ``iteration <= resume_from`` (used on resume, so
+            the log matches the checkpoint); ``None`` starts a new log.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_from: int | None = None) -> None:
+        self.path = Path(run_dir) / "progress.csv"
+        if resume_from is not None and self.path.exists():
+            rows = [r for r in read_csv(self.path) if int(r["iteration"]) <= resume_from]
+        else:
+            rows = []
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("TensorBoard logging is off: install the extra with `pip install metarl[tensorboard]`.", stacklevel=2)
+            else:
+                self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=None if resume_from is None else resume_from + 1)
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Write one iteration's metrics (flushed at once, so a crash loses nothing logged)."""
+        self._writer.writerow({k: row[k] for k in COLUMNS})
+        self._file.flush()
+        if self._tb is not None:
+            for key in COLUMNS[1:]:
+                self._tb.add_scalar(key, float(row[key]), int(row["iteration"]))
+            self._tb.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,369 @@
+"""MAML-TRPO (Finn et al. 2017, "Model-Agnostic Meta-Learning", section 3.3 / 5.3).
+
+For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (valid) episodes ``D'_k``:
+
+* inner step (policy gradient, REINFORCE with baseline advantages ``A``)::
+
+      theta'_k = theta - alpha * grad_theta L_k(theta),
+      L_k(theta) = - sum_{(s,a) in D_k} w * log pi_theta(a|s) * A(s,a)
+
+  (``w`` = 1 / number of valid steps of task k); ``num_steps`` steps, each on fresh
+  episodes sampled with the current adapted parameters;
+
+* outer step (TRPO on the post-adaptation surrogate)::
+
+      min_theta  L(theta) = mean_k - sum_{D'_k} w * pi_{theta'_k}(a|s) / pi_old(a|s) * A'
+      s.t.       KL(theta) = mean_k sum_{D'_k} w * KL(pi_old(.|s) || pi_{theta'_k}(.|s)) <= max_kl
+
+  with gradients taken *through* the inner step (second order) unless ``first_order``.
+
+All K tasks adapt at once: the parameters are stacked along a task dimension, so one
+backward pass of ``sum_k L_k`` yields every task's inner gradient.
+
+The Hessian-vector product of the KL is computed exactly at ``theta_old`` from second-order
+terms only: there the KL's gradient w.r.t. the adapted parameters is zero, so
+
+    H v = mean_k J_k^T F_k J_k v,   J_k = prod_i (I - alpha * H^inner_{k,i})
+
+with ``F_k`` the Fisher of the adapted policy and ``H^inner`` the inner-loss Hessians. With
+``curvature_subsample = s`` these curvature matrices use every s-th episode (as OpenAI
+Baselines' TRPO does for its Fisher-vector products); the gradient and the line search
+always use all data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from metarl.baselines import linear_baseline_values
+from metarl.episodes import Episodes, discounted_returns, gae, masked_normalize
+from metarl.policies import Params, Policy, detach_params, stack_params
+from metarl.trpo import LineSearchResult, conjugate_gradient, flatten, line_search, unflatten
+
+
+@dataclass
+class TaskBatch:
+    """One phase's episodes, flattened per task for the learner (all on one device).
+
+    Attributes:
+        obs: ``[K, M, obs_dim]`` with ``M = N * T``.
+        actions: ``[K, M, act_dim]`` or ``[K, M]``.
+        advantages: ``[K, M]``.
+        weights: ``[K, M]`` = mask / (valid steps of the task): a per-task average.
+        episodes_per_task: N (to subsample whole episodes).
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+    weights: torch.Tensor
+    episodes_per_task: int
+
+    def subsample(self, every: int) -> TaskBatch:
+        """Every ``every``-th episode of each task, weights renormalized."""
+        if every <= 1:
+            return self
+        k, n = self.obs.shape[0], self.episodes_per_task
+
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(k, n, -1, *x.shape[2:])[:, ::every]
+            return x.reshape(k, -1, *x.shape[3:])
+
+        w = pick(self.weights)
+        w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
+        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)))
+
+
+def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True) -> TaskBatch:
+    """Fit the per-task linear baseline and compute GAE advantages.
+
+    Args:
+        episodes: ``[K, N, T, ...]`` episodes, already on the learner's device.
+        gamma: Discount factor.
+        gae_lambda: GAE lambda.
+        normalize_advantages: Standardize advantages per task (as pytorch-maml-rl).
+    """
+    returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
+    values = linear_baseline_values(episodes, returns)
+    adv = gae(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
+    if normalize_advantages:
+        adv = masked_normalize(adv, episodes.mask, dims=(1, 2))
+    k, n, t = episodes.mask.shape
+    weights = episodes.mask / episodes.mask.sum((1, 2), keepdim=True).clamp(min=1.0)
+    return TaskBatch(
+        obs=episodes.observations.reshape(k, n * t, -1),
+        actions=episodes.actions.reshape(k, n * t, *episodes.actions.shape[3:]),
+        advantages=adv.reshape(k, n * t),
+        weights=weights.reshape(k, n * t),
+        episodes_per_task=n,
+    )
+
+
+def inner_loss(policy: Policy, params: Params, batch: TaskBatch) -> torch.Tensor:
+    """REINFORCE loss of every task, ``L_k = -sum_m w_km log pi(a_km|s_km) A_km`` -> ``[K]``.
+
+    ``params`` are stacked per task (``[K, ...]``) or shared.
+    """
+    logp = policy.log_prob(policy.distribution(params, batch.obs), batch.actions)
+    return -(batch.weights * logp * batch.advantages).sum(-1)
+
+
+def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool) -> Params:
+    """One policy-gradient step per task: ``theta'_k = theta_k - fast_lr * grad L_k(theta_k)``.
+
+    Args:
+        policy: The policy.
+        params: Stacked ``[K, ...]`` parameters (part of a graph, or leaves requiring grad).
+        batch: That step's episodes.
+        fast_lr: Inner step size alpha.
+        create_graph: Keep the graph of the gradient (second-order MAML).
+
+    Returns:
+        Stacked adapted parameters.
+    """
+    names = list(params)
+    loss = inner_loss(policy, params, batch).sum()  # tasks are independent: one backward for all
+    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
+    return {n: params[n] - fast_lr * g for n, g in zip(names, grads)}
+
+
+def adapt(policy: Policy, params: Params, batches: Sequence[TaskBatch], fast_lr: float, first_order: bool = False, create_graph: bool = True) -> Params:
+    """Adapt shared ``params`` to every task: one inner step per batch in ``batches``.
+
+    Args:
+        policy: The policy.
+        params: Shared parameters (leaves of the meta-graph, or detached with grad enabled).
+        batches: ``num_steps`` TaskBatches, step i's episodes sampled with step i-1's parameters.
+        fast_lr: Inner step size.
+        first_order: Drop second-order terms (first-order MAML).
+        create_graph: Keep a graph from ``params`` to the adapted parameters.
+
+    Returns:
+        Stacked adapted parameters ``[K, ...]``.
+    """
+    k = batches[0].obs.shape[0]
+    stacked = stack_params(params, k)
+    if not create_graph or first_order:
+        stacked = {n: p.detach().requires_grad_(True) for n, p in stacked.items()}
+    with torch.enable_grad():
+        for batch in batches:
+            stacked = inner_step(policy, stacked, batch, fast_lr, create_graph=create_graph and not first_order)
+    if first_order and create_graph:
+        # theta' = theta + (theta' - theta)|detached: gradient flows to theta with J = I.
+        shared = stack_params(params, k)
+        stacked = {n: shared[n] + (p - shared[n]).detach() for n, p in stacked.items()}
+    return stacked if create_graph else detach_params(stacked)
+
+
+def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the valid episodes."""
+    dist = policy.distribution(adapted, valid.obs)
+    ratio = torch.exp(policy.log_prob(dist, valid.actions) - policy.log_prob(old_dist, valid.actions))
+    loss = -(valid.weights * ratio * valid.advantages).sum(-1).mean()
+    kl = (valid.weights * policy.kl(old_dist, dist)).sum(-1).mean()
+    return loss, kl
+
+
+def kl_hvp_fast(
+    policy: Policy, params: Params, trains: Sequence[TaskBatch], valid: TaskBatch, fast_lr: float, first_order: bool, damping: float, subsample: int = 1
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Build ``v -> (H + damping I) v`` for the KL at ``params`` (see the module docstring).
+
+    The adapted parameters come from all the data; the curvature matrices (inner-loss
+    Hessians and the Fisher) from every ``subsample``-th episode. Each product costs two
+    inner-loss Hessian-vector products per inner step and one Fisher-vector product, all
+    second order and batched over tasks.
+    """
+    k = valid.obs.shape[0]
+    names = list(params)
+    like = [params[n] for n in names]
+    hessian_graphs = []  # per inner step: (leaf params theta_{i-1}, inner gradient there)
+    point = {n: p.detach() for n, p in stack_params(params, k).items()}
+    with torch.enable_grad():
+        for batch in trains:
+            leaf = {n: p.clone().requires_grad_(True) for n, p in point.items()}
+            if not first_order:
+                grads = torch.autograd.grad(inner_loss(policy, leaf, batch.subsample(subsample)).sum(), list(leaf.values()), create_graph=True)
+                hessian_graphs.append((list(leaf.values()), grads))
+            point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False))
+        adapted = {n: p.clone().requires_grad_(True) for n, p in point.items()}
+        valid_sub = valid.subsample(subsample)
+        old_dist = tuple(d.detach() for d in policy.distribution(point, valid_sub.obs))
+        kl = (valid_sub.weights * policy.kl(old_dist, policy.distribution(adapted, valid_sub.obs))).sum(-1).mean()
+        kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
+
+    def hvp_list(leaves: list[torch.Tensor], grads: Sequence[torch.Tensor], vec: list[torch.Tensor]) -> list[torch.Tensor]:
+        dot = sum((g * v).sum() for g, v in zip(grads, vec))
+        return list(torch.autograd.grad(dot, leaves, retain_graph=True))
+
+    def hvp(v_flat: torch.Tensor) -> torch.Tensor:
+        u = [v.unsqueeze(0).expand(k, *v.shape) for v in unflatten(v_flat, like)]
+        if not first_order:
+            for leaves, grads in hessian_graphs:  # u <- J_i u
+                u = [ui - fast_lr * hi for ui, hi in zip(u, hvp_list(leaves, grads, u))]
+        z = hvp_list(list(adapted.values()), kl_grads, u)  # Fisher (times 1/K per task)
+        if not first_order:
+            for leaves, grads in reversed(hessian_graphs):  # z <- J_i^T z
+                z = [zi - fast_lr * hi for zi, hi in zip(z, hvp_list(leaves, grads, z))]
+        return flatten([zi.sum(0) for zi in z]) + damping * v_flat
+
+    return hvp
+
+
+def kl_hvp_exact(
+    policy: Policy, params: Params, trains: Sequence[TaskBatch], valid: TaskBatch, fast_lr: float, first_order: bool, damping: float, subsample: int = 1
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The textbook ``v -> (H + damping I) v``: double backward of the KL through the adaptation.
+
+    Third order through the inner step (what pytorch-maml-rl does); kept as the reference
+    for tests and benchmarks. ``subsample`` thins every batch, the adaptation included.
+    """
+    trains = [b.subsample(subsample) for b in trains]
+    valid = valid.subsample(subsample)
+    names = list(params)
+    like = [params[n] for n in names]
+    with torch.enable_grad():
+        adapted = adapt(policy, params, trains, fast_lr, first_order, create_graph=True)
+        old_dist = tuple(d.detach() for d in policy.distribution(adapted, valid.obs))
+        _, kl = surrogate_and_kl(policy, adapted, valid, old_dist)
+        grads = torch.autograd.grad(kl, like, create_graph=True)
+    flat_grad = flatten(grads)
+
+    def hvp(v_flat: torch.Tensor) -> torch.Tensor:
+        return flatten(torch.autograd.grad(torch.dot(flat_grad, v_flat), like, retain_graph=True)) + damping * v_flat
+
+    return hvp
+
+
+@dataclass
+class MetaUpdateStats:
+    """What one meta-update did."""
+
+    loss_before: float
+    loss_after: float
+    kl_after: float
+    accepted: bool
+    step_fraction: float
+    backtracks: int
+    grad_norm: float
+
+
+@dataclass
+class TRPOSettings:
+    """Hyperparameters of the MAML-TRPO meta-update (see ``metarl.config.TrainConfig``)."""
+
+    fast_lr: float = 0.1
+    first_order: bool = False
+    max_kl: float = 1e-2
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+    curvature_subsample: int = 1
+    exact_hvp: bool = False
+
+
+def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings) -> MetaUpdateStats:
+    """One MAML-TRPO meta-update of the policy's parameters, in place.
+
+    Args:
+        policy: The policy; its module parameters are the meta-parameters theta.
+        trains: ``num_steps`` inner batches (processed episodes), on the policy's device.
+        valid: The post-adaptation batch.
+        cfg: The TRPO settings.
+
+    Returns:
+        ``MetaUpdateStats``; if the line search rejects every step, theta is unchanged.
+    """
+    params = policy.get_params()
+    names = list(params)
+    like = [params[n] for n in names]
+
+    adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True)
+    old_dist = tuple(d.detach() for d in policy.distribution(adapted, valid.obs))
+    loss, _ = surrogate_and_kl(policy, adapted, valid, old_dist)
+    grad = flatten(torch.autograd.grad(loss, like))
+    if not torch.isfinite(grad).all():
+        raise FloatingPointError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+
+    make_hvp = kl_hvp_exact if cfg.exact_hvp else kl_hvp_fast
+    hvp = make_hvp(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample)
+    step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
+    shs = 0.5 * torch.dot(step_dir, hvp(step_dir))
+    full_step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
+
+    old_flat = flatten([p.detach() for p in like])
+
+    def evaluate(fraction: float) -> tuple[float, float]:
+        new_params = dict(zip(names, unflatten(old_flat - fraction * full_step, like)))
+        new_adapted = adapt(policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False)
+        with torch.no_grad():
+            new_loss, kl = surrogate_and_kl(policy, new_adapted, valid, old_dist)
+        return float(new_loss), float(kl)
+
+    result: LineSearchResult = line_search(evaluate, float(loss), cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
+    if result.accepted:
+        policy.load_params(dict(zip(names, unflatten(old_flat - result.step_fraction * full_step, like))))
+    return MetaUpdateStats(float(loss), result.loss, result.kl, result.accepted, result.step_fraction, result.backtracks, float(grad.norm()))
+
+
+class MAMLTRPO:
+    """The MAML-TRPO learner: inner adaptation for sampling, and the meta-update.
+
+    Rollouts stay on the CPU; episodes move to ``device`` for the learner's math.
+
+    Args:
+        policy: The policy (on ``device``); its parameters are the meta-parameters.
+        settings: TRPO and inner-loop hyperparameters.
+        gamma: Discount factor.
+        gae_lambda: GAE lambda.
+        normalize_advantages: Standardize advantages per task.
+        device: Where the meta-update runs.
+
+    Example (one meta-iteration)::
+
+        params = learner.initial_params()
+        trains = []
+        for _ in range(num_steps):
+            trains.append(sampler.sample(params, tasks, n))
+            params = learner.adapt(params, trains[-1])
+        valid = sampler.sample(params, tasks, n)
+        stats = learner.step(trains, valid)
+    """
+
+    def __init__(self, policy: Policy, settings: TRPOSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
+        self.policy = policy
+        self.settings = settings
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.normalize_advantages = normalize_advantages
+        self.device = torch.device(device)
+        self.dtype = next(policy.parameters()).dtype
+
+    def process(self, episodes: Episodes) -> TaskBatch:
+        """Move episodes to the learner's device and compute advantages."""
+        return process_episodes(episodes.to(self.device, self.dtype), self.gamma, self.gae_lambda, self.normalize_advantages)
+
+    def initial_params(self) -> Params:
+        """The current meta-parameters, detached, on the CPU (for the sampler)."""
+        return {n: p.detach().cpu() for n, p in self.policy.get_params().items()}
+
+    def adapt(self, params: Params, episodes: Episodes) -> Params:
+        """One inner step from ``params`` (shared or stacked) on ``episodes``; stacked CPU result."""
+        batch = self.process(episodes)
+        k = batch.obs.shape[0]
+        dev = {n: p.to(self.device) for n, p in params.items()}
+        if dev[next(iter(dev))].dim() == self.policy.get_params()[next(iter(dev))].dim():
+            dev = stack_params(dev, k)
+        leaves = {n: p.detach().clone().requires_grad_(True) for n, p in dev.items()}
+        with torch.enable_grad():
+            adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False)
+        return {n: p.detach().cpu() for n, p in adapted.items()}
+
+    def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
+        """The MAML-TRPO meta-update from the inner and post-adaptation episodes."""
+        trains = [self.process(e) for e in train_episodes]
+        return maml_trpo_step(self.policy, trains, self.process(valid_episodes), self.settings)

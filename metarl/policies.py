@@ -1,0 +1,222 @@
+"""Policies as pure functions of an explicit parameter dict.
+
+The ``nn.Module`` only *holds* the initial (meta-learned) parameters. Every evaluation
+goes through ``policy.distribution(params, obs)`` with a dict of tensors, so adapted
+parameters never touch the module (pytorch-maml-rl ``policies/policy.py`` style).
+
+Parameters may carry a leading *task* dimension: with ``params[name]`` of shape
+``[K, *shape]`` and observations ``[K, M, obs_dim]``, task ``k``'s observations go through
+task ``k``'s parameters, so one forward (and one backward) serves all K tasks.
+
+Distributions are plain tensors: a Gaussian is ``(mean, log_std)``, a categorical is
+``(logits,)``. ``log_prob``, ``kl`` and ``sample`` are pure functions of them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+Params = Dict[str, torch.Tensor]
+Dist = tuple[torch.Tensor, ...]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def stack_params(params: Params, num_tasks: int) -> Params:
+    """Broadcast shared parameters to a leading task dimension ``[K, *shape]`` (a view)."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+
+
+def detach_params(params: Params) -> Params:
+    """A copy of ``params`` cut from the autograd graph."""
+    return {k: v.detach() for k, v in params.items()}
+
+
+def _mlp(params: Params, x: torch.Tensor, num_layers: int, activation: str) -> torch.Tensor:
+    """``num_layers`` affine layers with ``activation`` between them.
+
+    Works for shared weights ``W [out, in]`` with ``x [..., in]`` and for stacked weights
+    ``W [K, out, in]`` with ``x [K, M, in]``.
+    """
+    act = torch.tanh if activation == "tanh" else torch.relu
+    for i in range(num_layers):
+        w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
+        if w.dim() == 3:  # stacked per task: fused batched x @ W^T + b
+            x = torch.baddbmm(b.unsqueeze(-2), x, w.transpose(-1, -2))
+        else:
+            x = torch.matmul(x, w.transpose(-1, -2)) + b
+        if i < num_layers - 1:
+            x = act(x)
+    return x
+
+
+class MLPPolicy(nn.Module):
+    """Shared machinery: an MLP whose parameters live in the module but are passed explicitly."""
+
+    def __init__(self, obs_dim: int, out_dim: int, hidden_sizes: tuple[int, ...], activation: str) -> None:
+        super().__init__()
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}.")
+        self.obs_dim = obs_dim
+        self.activation = activation
+        sizes = (obs_dim, *hidden_sizes, out_dim)
+        self.num_layers = len(sizes) - 1
+        self.layers = nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1]) for i in range(self.num_layers))
+        for layer in self.layers:  # Xavier-uniform weights and zero biases, as pytorch-maml-rl.
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def get_params(self) -> Params:
+        """The module's parameters as a name -> tensor dict (tensors are the live parameters)."""
+        return dict(self.named_parameters())
+
+    def load_params(self, params: Params) -> None:
+        """Copy ``params`` into the module (used only for the meta-update, never to adapt)."""
+        with torch.no_grad():
+            for name, p in self.get_params().items():
+                p.copy_(params[name])
+
+    def _check_obs(self, params: Params, obs: torch.Tensor) -> None:
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"Observations have last dimension {obs.shape[-1]}, the policy expects {self.obs_dim}.")
+        stacked = params["layers.0.weight"].dim() == 3
+        if stacked and (obs.dim() != 3 or obs.shape[0] != params["layers.0.weight"].shape[0]):
+            raise ValueError(
+                f"Stacked parameters for {params['layers.0.weight'].shape[0]} tasks need observations of shape "
+                f"[K, M, {self.obs_dim}], got {tuple(obs.shape)}."
+            )
+
+
+class GaussianMLPPolicy(MLPPolicy):
+    """Diagonal Gaussian with an MLP mean and a state-independent log standard deviation.
+
+    Args:
+        obs_dim: Observation size.
+        act_dim: Action size.
+        hidden_sizes: Hidden layer widths (default 64-64).
+        activation: ``"tanh"`` (default) or ``"relu"``.
+        init_std: Initial standard deviation (1.0 as in pytorch-maml-rl).
+        min_log_std: Lower clamp on the log standard deviation.
+    """
+
+    discrete = False
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        init_std: float = 1.0,
+        min_log_std: float = math.log(1e-6),
+    ) -> None:
+        super().__init__(obs_dim, act_dim, hidden_sizes, activation)
+        self.act_dim = act_dim
+        self.min_log_std = min_log_std
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+
+    def distribution(self, params: Params, obs: torch.Tensor) -> Dist:
+        """``(mean [..., act_dim], log_std [..., act_dim])`` of the action distribution."""
+        self._check_obs(params, obs)
+        mean = _mlp(params, obs, self.num_layers, self.activation)
+        log_std = params["log_std"].clamp(min=self.min_log_std)
+        if log_std.dim() == 2:  # stacked: [K, act] -> [K, 1, act]
+            log_std = log_std.unsqueeze(-2)
+        return mean, log_std.expand_as(mean)
+
+    @staticmethod
+    def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``actions [..., act_dim]``, summed over action dims -> ``[...]``."""
+        mean, log_std = dist
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z * z - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    @staticmethod
+    def kl(old: Dist, new: Dist) -> torch.Tensor:
+        """``KL(old || new)`` per sample -> ``[...]``."""
+        m0, s0 = old
+        m1, s1 = new
+        var_ratio = torch.exp(2.0 * (s0 - s1))
+        diff = (m0 - m1) * torch.exp(-s1)
+        return (0.5 * (var_ratio + diff * diff - 1.0) - (s0 - s1)).sum(-1)
+
+    @staticmethod
+    def sample(dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One action per distribution, drawn with ``generator``."""
+        mean, log_std = dist
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + torch.exp(log_std) * noise
+
+    @staticmethod
+    def entropy(dist: Dist) -> torch.Tensor:
+        """Entropy per sample -> ``[...]``."""
+        _, log_std = dist
+        return (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+
+class CategoricalMLPPolicy(MLPPolicy):
+    """Categorical distribution over ``num_actions`` with MLP logits.
+
+    Args:
+        obs_dim: Observation size.
+        num_actions: Number of discrete actions.
+        hidden_sizes: Hidden layer widths.
+        activation: ``"tanh"`` (default) or ``"relu"``.
+    """
+
+    discrete = True
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh") -> None:
+        super().__init__(obs_dim, num_actions, hidden_sizes, activation)
+        self.num_actions = num_actions
+
+    def distribution(self, params: Params, obs: torch.Tensor) -> Dist:
+        """``(log_probs [..., num_actions],)``: normalized logits."""
+        self._check_obs(params, obs)
+        return (torch.log_softmax(_mlp(params, obs, self.num_layers, self.activation), dim=-1),)
+
+    @staticmethod
+    def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probability of integer ``actions [...]`` -> ``[...]``."""
+        return dist[0].gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def kl(old: Dist, new: Dist) -> torch.Tensor:
+        """``KL(old || new)`` per sample -> ``[...]``."""
+        return (old[0].exp() * (old[0] - new[0])).sum(-1)
+
+    @staticmethod
+    def sample(dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One action index per distribution, drawn with ``generator``."""
+        probs = dist[0].exp()
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+    @staticmethod
+    def entropy(dist: Dist) -> torch.Tensor:
+        """Entropy per sample -> ``[...]``."""
+        return -(dist[0].exp() * dist[0]).sum(-1)
+
+
+Policy = GaussianMLPPolicy | CategoricalMLPPolicy
+
+
+def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden_sizes: tuple[int, ...], activation: str, init_std: float = 1.0) -> Policy:
+    """The policy for these spaces: Gaussian for ``Box`` actions, categorical for ``Discrete``.
+
+    Raises:
+        ValueError: For observation or action spaces the policies cannot handle.
+    """
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"Policies need a flat Box observation space, got {observation_space}. Wrap the env with gymnasium.wrappers.FlattenObservation.")
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation, init_std)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+    raise ValueError(f"Unsupported action space {action_space}: metarl handles flat Box and Discrete action spaces.")

@@ -1,0 +1,166 @@
+"""Roll out all tasks x episodes of a meta-batch together.
+
+One policy forward per time step serves every episode: observations ``[K, N, obs_dim]``
+go through parameters that are either shared or stacked per task (``[K, ...]``). Env
+physics is batched: a family's own ``make_batched`` implementation when it has one (the
+fast path: torch tensors for 2D navigation), otherwise a ``gymnasium.vector.SyncVectorEnv``
+over K*N copies of the env, each set to its task.
+
+The sampler is the only module that touches environments. Rollouts run on the CPU in the
+calling process, so an exception inside an env surfaces at once as a ``SamplerError``
+(no worker processes to hang).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from metarl.episodes import Episodes
+from metarl.policies import Params, Policy
+from metarl.tasks import BatchedTaskEnv, check_task_family, make_batched, make_family
+
+
+class SamplerError(RuntimeError):
+    """An environment raised while the sampler was stepping it."""
+
+
+class VectorEnvBatch:
+    """Adapts a ``SyncVectorEnv`` of K*N task-family copies to the ``BatchedTaskEnv`` protocol."""
+
+    def __init__(self, envs: gym.vector.SyncVectorEnv, tasks: Sequence[Any], episodes_per_task: int, seed: int) -> None:
+        self.vec = envs
+        self.num_envs = envs.num_envs
+        self.discrete = isinstance(envs.single_action_space, gym.spaces.Discrete)
+        for i, env in enumerate(envs.envs):
+            env.unwrapped.set_task(tasks[i // episodes_per_task])  # type: ignore[attr-defined]
+        self.seed = seed
+
+    def reset(self) -> torch.Tensor:
+        obs, _ = self.vec.reset(seed=[self.seed + i for i in range(self.num_envs)])
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a = actions.numpy()
+        if not self.discrete:
+            a = a.astype(self.vec.single_action_space.dtype, copy=False)  # type: ignore[union-attr]
+        obs, reward, terminated, truncated, _ = self.vec.step(a)
+        done = torch.as_tensor(np.logical_or(terminated, truncated))
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32), torch.as_tensor(reward, dtype=torch.float32), done
+
+
+class Sampler:
+    """Samples ``Episodes`` for a list of tasks with given policy parameters.
+
+    Args:
+        family: The family id (``"Navigation2D"``) or a task-family env instance.
+        policy: The policy (its module parameters are not used; ``params`` are passed in).
+        horizon: Maximum steps per episode (``None``: the env's ``max_episode_steps``).
+        seed: Seed of the sampler's action noise and env reset seeds.
+        env_kwargs: Keyword arguments for ``gymnasium.make`` when ``family`` is an id.
+
+    Example:
+        >>> sampler = Sampler("Navigation2D", policy, horizon=100, seed=0)
+        >>> episodes = sampler.sample(policy.get_params(), tasks, episodes_per_task=20)
+    """
+
+    def __init__(self, family: str | gym.Env, policy: Policy, horizon: int | None = None, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> None:
+        self.env_kwargs = dict(env_kwargs or {})
+        if isinstance(family, str):
+            self.family_id: str | None = family
+            self.env = make_family(family, **self.env_kwargs)
+        else:
+            check_task_family(family)
+            self.family_id, self.env = None, family
+        spec_horizon = self.env.spec.max_episode_steps if self.env.spec is not None else None
+        self.horizon = int(horizon or spec_horizon or 0)
+        if self.horizon < 1:
+            raise ValueError("The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps.")
+        self.policy = policy
+        self.generator = torch.Generator().manual_seed(seed)
+        self.np_rng = np.random.default_rng(seed)
+        self._vector_envs: dict[int, gym.vector.SyncVectorEnv] = {}
+
+    def _make_env_copy(self) -> gym.Env:
+        if self.family_id is not None:
+            return make_family(self.family_id, **self.env_kwargs)
+        import copy
+
+        return copy.deepcopy(self.env)
+
+    def _batched_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedTaskEnv:
+        batched = make_batched(self.env, tasks, episodes_per_task)
+        if batched is not None:
+            return batched
+        n = len(tasks) * episodes_per_task
+        if n not in self._vector_envs:
+            self._vector_envs[n] = gym.vector.SyncVectorEnv([self._make_env_copy for _ in range(n)])
+        seed = int(self.np_rng.integers(2**31 - n))
+        return VectorEnvBatch(self._vector_envs[n], tasks, episodes_per_task, seed)
+
+    @torch.no_grad()
+    def sample(self, params: Params, tasks: Sequence[Any], episodes_per_task: int) -> Episodes:
+        """Roll out ``episodes_per_task`` episodes of every task.
+
+        Args:
+            params: Policy parameters on the CPU, shared (``[*shape]``) or stacked per task
+                (``[len(tasks), *shape]``).
+            tasks: Tasks from the family's ``sample_tasks``.
+            episodes_per_task: Episodes per task (N).
+
+        Returns:
+            ``Episodes`` with tensors ``[K, N, T, ...]``.
+
+        Raises:
+            SamplerError: An env raised during reset or step (the original is chained).
+            NonFiniteBatchError: The episodes hold NaN or inf.
+        """
+        k, n = len(tasks), episodes_per_task
+        if k < 1 or n < 1:
+            raise ValueError(f"Need at least one task and one episode per task, got {k} tasks x {n} episodes.")
+        params = {name: p.detach().cpu() for name, p in params.items()}
+        try:
+            env = self._batched_env(tasks, n)
+            obs = env.reset()
+        except Exception as e:  # noqa: BLE001 - re-raised with context
+            raise SamplerError(f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}") from e
+        t_max = self.horizon
+        obs_buf = torch.zeros(t_max, k * n, obs.shape[-1])
+        act_buf: torch.Tensor | None = None
+        rew_buf = torch.zeros(t_max, k * n)
+        mask_buf = torch.zeros(t_max, k * n)
+        alive = torch.ones(k * n, dtype=torch.bool)
+        for t in range(t_max):
+            dist = self.policy.distribution(params, obs.view(k, n, -1))
+            actions = self.policy.sample(dist, self.generator)
+            actions = actions.reshape(k * n, *actions.shape[2:])
+            if act_buf is None:
+                act_buf = torch.zeros(t_max, *actions.shape, dtype=actions.dtype)
+            obs_buf[t], act_buf[t], mask_buf[t] = obs, actions, alive.float()
+            try:
+                obs, reward, done = env.step(actions)
+            except Exception as e:  # noqa: BLE001 - re-raised with context
+                raise SamplerError(f"The environment raised {type(e).__name__} at step {t} of a batch of {k} tasks x {n} episodes: {e}") from e
+            rew_buf[t] = reward
+            alive = alive & ~done
+            if not bool(alive.any()):
+                t_max = t + 1
+                break
+        assert act_buf is not None
+
+        def to_knt(x: torch.Tensor) -> torch.Tensor:
+            x = x[:t_max]
+            return x.reshape(t_max, k, n, *x.shape[2:]).movedim(0, 2).contiguous()
+
+        episodes = Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf))
+        episodes.check_finite()
+        return episodes
+
+    def close(self) -> None:
+        """Close the vector envs the sampler created."""
+        for vec in self._vector_envs.values():
+            vec.close()
+        self._vector_envs.clear()

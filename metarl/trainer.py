@@ -1,0 +1,284 @@
+"""Meta-training loop: sample, adapt, meta-update; log, checkpoint, show progress, resume.
+
+A run directory holds::
+
+    config.yaml          the validated config
+    progress.csv         one row per meta-iteration (see metarl.logger.COLUMNS)
+    tb/                  TensorBoard events (with the tensorboard extra)
+    checkpoints/         iter_000050.pt ..., last.pt (the newest)
+    learning_curve.png   pre- and post-adaptation return per iteration (with the plot extra)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metarl.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.logger import RunLogger
+from metarl.maml import MAMLTRPO, TRPOSettings
+from metarl.policies import Policy, make_policy
+from metarl.sampler import Sampler
+from metarl.tasks import make_family, seed_family
+
+Callback = Callable[[int, dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but torch sees no CUDA GPU; use device=cpu or device=auto.")
+    return torch.device(name)
+
+
+def configure_threads(requested: int) -> int:
+    """Set torch's intra-op threads deliberately (oversubscription on small machines costs ~3x)."""
+    n = requested or max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_streams(seed: int) -> dict[str, int]:
+    """Independent seeds for each random stream of a run, derived from ``seed``."""
+    names = ("init", "tasks", "sampler", "eval")
+    return {name: int(s.generate_state(1)[0]) for name, s in zip(names, np.random.SeedSequence(seed).spawn(len(names)))}
+
+
+def build_policy(config: TrainConfig, env: Any) -> Policy:
+    """The policy the config describes, for the family's spaces."""
+    return make_policy(env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std)
+
+
+def trpo_settings(config: TrainConfig) -> TRPOSettings:
+    """The learner's settings from the config."""
+    return TRPOSettings(
+        fast_lr=config.fast_lr,
+        first_order=config.first_order,
+        max_kl=config.max_kl,
+        cg_iters=config.cg_iters,
+        cg_damping=config.cg_damping,
+        ls_max_steps=config.ls_max_steps,
+        ls_backtrack_ratio=config.ls_backtrack_ratio,
+        curvature_subsample=config.curvature_subsample,
+    )
+
+
+class Trainer:
+    """Runs MAML-TRPO meta-training into a run directory.
+
+    Args:
+        config: The validated config.
+        run_dir: Where config, logs and checkpoints go (created if missing).
+        progress: Show a progress bar.
+        callbacks: Called as ``callback(iteration, row)`` after every iteration.
+
+    Example:
+        >>> trainer = Trainer(load_config("2d-navigation", ["num_iterations=5"]), "runs/demo")
+        >>> rows = trainer.train()
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True, callbacks: list[Callback] | None = None) -> None:
+        self.config = config.validate()
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.callbacks = list(callbacks or [])
+        self.threads = configure_threads(config.torch_threads)
+        self.device = resolve_device(config.device)
+        seeds = seed_streams(config.seed)
+        self.family = make_family(config.family, **config.env_kwargs)
+        seed_family(self.family, seeds["tasks"])
+        torch.manual_seed(seeds["init"])
+        self.policy = build_policy(config, self.family).to(self.device)
+        self.sampler_policy = build_policy(config, self.family)  # CPU twin used only for its functions
+        self.sampler = Sampler(config.family, self.sampler_policy, config.horizon, seeds["sampler"], config.env_kwargs)
+        self.learner = MAMLTRPO(self.policy, trpo_settings(config), config.gamma, config.gae_lambda, config.normalize_advantages, self.device)
+        self.iteration = 0
+        self.total_env_steps = 0
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly."""
+        return {
+            "iteration": self.iteration,
+            "total_env_steps": self.total_env_steps,
+            "config": self.config.to_dict(),
+            "policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
+            # TRPO keeps no optimizer state between iterations: each step is solved afresh.
+            "learner": {"name": "maml-trpo"},
+            "rng": {
+                "global": capture_global_rng(),
+                "tasks": self.family.unwrapped.np_random.bit_generator.state,
+                "sampler_torch": self.sampler.generator.get_state(),
+                "sampler_numpy": self.sampler.np_rng.bit_generator.state,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict`` (policy, counters, every RNG)."""
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.iteration = int(state["iteration"])
+            self.total_env_steps = int(state.get("total_env_steps", 0))
+            rng = state["rng"]
+            restore_global_rng(rng["global"])
+            self.family.unwrapped.np_random.bit_generator.state = rng["tasks"]
+            self.sampler.generator.set_state(rng["sampler_torch"])
+            self.sampler.np_rng.bit_generator.state = rng["sampler_numpy"]
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise CheckpointError(f"The checkpoint does not match this run's policy or is incomplete: {e}") from e
+
+    def save(self) -> Path:
+        """Write ``iter_XXXXXX.pt`` and ``last.pt`` under ``checkpoints/``."""
+        state = self.state_dict()
+        folder = self.run_dir / "checkpoints"
+        path = folder / f"iter_{self.iteration:06d}.pt"
+        save_checkpoint(path, state)
+        save_checkpoint(folder / "last.pt", state)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, progress: bool = True, num_iterations: int | None = None) -> Trainer:
+        """Continue a run from ``run_dir/checkpoints/last.pt``.
+
+        Args:
+            run_dir: An existing run directory.
+            progress: Show a progress bar.
+            num_iterations: Raise the iteration budget (default: the saved config's).
+
+        Raises:
+            CheckpointError: No run there, or its checkpoint is missing or corrupt.
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"{run_dir} is not a metarl run directory (no config.yaml); start one with `metarl train`.")
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        config = config_from_dict(state["config"])
+        if num_iterations is not None:
+            config.num_iterations = num_iterations
+            config.validate()
+        trainer = cls(config, run_dir, progress)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # -- training ------------------------------------------------------------------------
+    def run_iteration(self) -> dict[str, Any]:
+        """One meta-iteration: sample tasks, sample + adapt, sample post-adaptation, meta-update."""
+        cfg = self.config
+        tasks = self.family.unwrapped.sample_tasks(cfg.meta_batch_size)  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        sample_time = 0.0
+        params = self.learner.initial_params()
+        trains = []
+        for _ in range(cfg.num_steps):
+            ts = time.perf_counter()
+            trains.append(self.sampler.sample(params, tasks, cfg.episodes_per_task))
+            sample_time += time.perf_counter() - ts
+            params = self.learner.adapt(params, trains[-1])
+        ts = time.perf_counter()
+        valid = self.sampler.sample(params, tasks, cfg.episodes_per_task)
+        sample_time += time.perf_counter() - ts
+        tu = time.perf_counter()
+        stats = self.learner.step(trains, valid)
+        update_time = time.perf_counter() - tu
+        adapt_time = (tu - t0) - sample_time
+        env_steps = sum(e.num_steps for e in trains) + valid.num_steps
+        self.iteration += 1
+        self.total_env_steps += env_steps
+        return {
+            "iteration": self.iteration,
+            "pre_return": float(trains[0].episode_returns().mean()),
+            "post_return": float(valid.episode_returns().mean()),
+            "loss_before": stats.loss_before,
+            "loss_after": stats.loss_after,
+            "kl": stats.kl_after,
+            "step_accepted": int(stats.accepted),
+            "step_fraction": stats.step_fraction,
+            "ls_backtracks": stats.backtracks,
+            "grad_norm": stats.grad_norm,
+            "env_steps": env_steps,
+            "total_env_steps": self.total_env_steps,
+            "sample_seconds": sample_time,
+            "update_seconds": update_time + adapt_time,
+            "env_steps_per_second": env_steps / max(sample_time, 1e-9),
+        }
+
+    def train(self) -> list[dict[str, Any]]:
+        """Train up to ``config.num_iterations``; returns the rows logged by this call.
+
+        Logs and checkpoints are written as the run goes, so an exception (an env that
+        raises, a NaN batch, Ctrl-C) leaves the last checkpoint and every logged row intact.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.run_dir / "config.yaml")
+        logger = RunLogger(self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None)
+        rows: list[dict[str, Any]] = []
+        bar = tqdm(total=self.config.num_iterations, initial=self.iteration, disable=not self.progress, desc="meta-train", unit="it", dynamic_ncols=True)
+        try:
+            if self.iteration == 0:
+                self.save()  # the initial policy, so even iteration 1 can be resumed from
+            while self.iteration < self.config.num_iterations:
+                row = self.run_iteration()
+                for key in ("pre_return", "post_return"):
+                    if not math.isfinite(row[key]):
+                        raise FloatingPointError(f"{key} is {row[key]} at iteration {self.iteration}: the policy diverged.")
+                logger.log(row)
+                rows.append(row)
+                bar.update(1)
+                bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}", kl=f"{row['kl']:.4f}")
+                if self.iteration % self.config.checkpoint_every == 0 or self.iteration == self.config.num_iterations:
+                    self.save()
+                for callback in self.callbacks:
+                    callback(self.iteration, row)
+        finally:
+            bar.close()
+            logger.close()
+        plot_learning_curve(self.run_dir)
+        return rows
+
+
+def plot_learning_curve(run_dir: str | Path) -> Path | None:
+    """Plot pre- and post-adaptation return per iteration to ``learning_curve.png``.
+
+    Returns ``None`` (and writes nothing) without the ``plot`` extra.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from metarl.logger import read_csv
+
+    rows = read_csv(Path(run_dir) / "progress.csv")
+    if not rows:
+        return None
+    it = [int(r["iteration"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(it, [float(r["pre_return"]) for r in rows], label="before adaptation")
+    ax.plot(it, [float(r["post_return"]) for r in rows], label="after adaptation")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("mean return")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(run_dir) / "learning_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def train(config: TrainConfig | str, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Convenience: load a config (name, path or object) and train into ``run_dir``."""
+    cfg = config if isinstance(config, TrainConfig) else load_config(config, overrides)
+    return Trainer(cfg, run_dir, progress).train()
