@@ -126,5 +126,7 @@ class BatchedNavigation2D:
             raise ValueError(f"BatchedNavigation2D.step expects actions of shape {(self.num_envs, 2)}, got {tuple(actions.shape)}.")
         self.state = self.state + actions.to(torch.float32).clamp(-MAX_ACTION, MAX_ACTION)
         d = self.state - self.goals
-        reward = -torch.sqrt((d * d).sum(-1))
+        # torch's float32 CPU sqrt is not always correctly rounded (1 ulp off numpy's); the float64
+        # sqrt of a float32, rounded to float32, is, so rewards match Navigation2DEnv bit for bit.
+        reward = -torch.sqrt((d * d).sum(-1).double()).float()
         return self.state.clone(), reward, torch.zeros(self.num_envs, dtype=torch.bool)

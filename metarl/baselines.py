@@ -75,7 +75,8 @@ def linear_baseline_values(episodes: Episodes, returns: torch.Tensor, reg: float
     Returns:
         Values ``[K, N, T]`` (zero on padded steps).
     """
-    feats = baseline_features(episodes.observations)
+    valid = episodes.mask.unsqueeze(-1) > 0  # padding may hold NaN (check_finite allows it); NaN * 0 is NaN
+    feats = baseline_features(torch.where(valid, episodes.observations, torch.zeros_like(episodes.observations)))
     k, n, t, f = feats.shape
     coeffs = fit_linear(feats.reshape(k, n * t, f), returns.reshape(k, n * t), episodes.mask.reshape(k, n * t), reg)
     return (feats @ coeffs.view(k, 1, f, 1)).squeeze(-1) * episodes.mask

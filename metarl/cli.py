@@ -11,6 +11,7 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, load_config, packaged_configs
@@ -19,6 +20,21 @@ from metarl.sampler import SamplerError
 from metarl.tasks import TaskAPIError, TaskNotSetError, UnknownFamilyError
 
 USER_ERRORS = (ConfigError, UnknownFamilyError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (bad values exit 2 with an ``error:`` line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,14 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="override config values, e.g. --set num_iterations=50 seed=1")
     train.add_argument("--run-dir", help="output directory (default: runs/<config>-<timestamp>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    train.add_argument("--iterations", type=int, help="with --resume: raise the iteration budget")
+    train.add_argument("--iterations", type=_count(1), help="with --resume: raise the iteration budget")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     ev = sub.add_parser("evaluate", help="return on fresh tasks after 0..K adaptation steps")
     ev.add_argument("run_dir", help="a run directory made by `metarl train`")
-    ev.add_argument("--tasks", type=int, default=400, help="held-out tasks (default 400)")
-    ev.add_argument("--episodes", type=int, help="episodes per task and step (default: the run's)")
-    ev.add_argument("--steps", type=int, default=3, help="largest number of adaptation steps (default 3)")
+    ev.add_argument("--tasks", type=_count(1), default=400, help="held-out tasks (default 400)")
+    ev.add_argument("--episodes", type=_count(1), help="episodes per task and step (default: the run's)")
+    ev.add_argument("--steps", type=_count(0), default=3, help="largest number of adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, help="task seed (default: derived from the run's seed, disjoint from training)")
     ev.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoints/last.pt)")
 

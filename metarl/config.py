@@ -96,7 +96,7 @@ class TrainConfig:
             value = getattr(self, key)
             if not value > 0:
                 raise ConfigError(f"{key} must be > 0, got {value!r}.")
-        if self.cg_damping < 0:
+        if not self.cg_damping >= 0:  # also rejects NaN
             raise ConfigError(f"cg_damping must be >= 0, got {self.cg_damping!r}.")
         for key in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, key) <= 1.0:
@@ -161,7 +161,10 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
         if origin is list:
             if isinstance(value, str):
                 value = yaml.safe_load(value)
-            return [int(v) for v in value]
+            items = list(value)
+            if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in items):
+                raise ValueError(value)  # int() would silently turn 8.7 into 8 and true into 1
+            return [int(v) for v in items]
         if origin is dict:
             if isinstance(value, str):
                 value = yaml.safe_load(value)

@@ -41,7 +41,7 @@ def discounted_returns(r_t: torch.Tensor, m_t: torch.Tensor, gamma: float) -> to
         ``G_t [..., T]``, zero where ``m_t`` is zero.
     """
     _check_time_shapes(r_t=r_t, m_t=m_t)
-    r_t = r_t * m_t
+    r_t = torch.where(m_t > 0, r_t, torch.zeros_like(r_t))  # padding may hold NaN; NaN * 0 is NaN
     g_t = torch.empty_like(r_t)
     g_next = torch.zeros_like(r_t[..., 0])
     for t in range(r_t.shape[-1] - 1, -1, -1):
@@ -67,7 +67,9 @@ def gae(r_t: torch.Tensor, v_t: torch.Tensor, m_t: torch.Tensor, gamma: float, l
         Advantages ``[..., T]``, zero where ``m_t`` is zero.
     """
     _check_time_shapes(r_t=r_t, v_t=v_t, m_t=m_t)
-    v_t = v_t * m_t
+    valid = m_t > 0  # padding may hold NaN (check_finite allows it); NaN * 0 is NaN, so select
+    r_t = torch.where(valid, r_t, torch.zeros_like(r_t))
+    v_t = torch.where(valid, v_t, torch.zeros_like(v_t))
     adv = torch.empty_like(r_t)
     a_next = torch.zeros_like(r_t[..., 0])
     v_next = torch.zeros_like(r_t[..., 0])
@@ -137,7 +139,8 @@ class Episodes:
             x = getattr(self, name)
             m = self.mask.bool()
             if not torch.isfinite(x[m]).all():
-                bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(-1) & m.any((-1, -2))
+                m_x = m.reshape(*m.shape, *([1] * (x.dim() - m.dim()))).expand_as(x)
+                bad = (~torch.isfinite(x) & m_x).reshape(x.shape[0], -1).any(-1)
                 task = int(bad.nonzero()[0, 0]) if bad.any() else -1
                 raise NonFiniteBatchError(
                     f"The batch has NaN or inf in {name} (first in task {task}). Check the environment's "

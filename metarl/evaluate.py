@@ -47,7 +47,7 @@ def adaptation_returns(policy: Policy, learner: MAMLTRPO, sampler: Sampler, task
             episodes = sampler.sample(params, part, episodes_per_task)
             out[step, start : start + len(part)] = episodes.episode_returns().mean(1).numpy()
             if step < max_steps:
-                params = learner.adapt(params, episodes)
+                params = learner.adapt(params, episodes, keep_graph=False)
     return out
 
 

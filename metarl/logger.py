@@ -22,9 +22,13 @@ COLUMNS = [
     "total_env_steps",
     "sample_seconds",
     "update_seconds",
+    "adapt_seconds",
+    "grad_seconds",
+    "cg_seconds",
+    "line_search_seconds",
     "env_steps_per_second",
 ]
-TIMING_COLUMNS = ("sample_seconds", "update_seconds", "env_steps_per_second")
+TIMING_COLUMNS = ("sample_seconds", "update_seconds", "adapt_seconds", "grad_seconds", "cg_seconds", "line_search_seconds", "env_steps_per_second")
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

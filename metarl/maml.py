@@ -33,6 +33,7 @@ always use all data.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -130,7 +131,9 @@ def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float,
     return {n: params[n] - fast_lr * g for n, g in zip(names, grads)}
 
 
-def adapt(policy: Policy, params: Params, batches: Sequence[TaskBatch], fast_lr: float, first_order: bool = False, create_graph: bool = True) -> Params:
+def adapt(
+    policy: Policy, params: Params, batches: Sequence[TaskBatch], fast_lr: float, first_order: bool = False, create_graph: bool = True, stacked: Params | None = None
+) -> Params:
     """Adapt shared ``params`` to every task: one inner step per batch in ``batches``.
 
     Args:
@@ -140,27 +143,35 @@ def adapt(policy: Policy, params: Params, batches: Sequence[TaskBatch], fast_lr:
         fast_lr: Inner step size.
         first_order: Drop second-order terms (first-order MAML).
         create_graph: Keep a graph from ``params`` to the adapted parameters.
+        stacked: Continue from these stacked parameters (already adapted from ``params``)
+            instead of starting from ``params``.
 
     Returns:
         Stacked adapted parameters ``[K, ...]``.
     """
-    k = batches[0].obs.shape[0]
-    stacked = stack_params(params, k)
-    if not create_graph or first_order:
-        stacked = {n: p.detach().requires_grad_(True) for n, p in stacked.items()}
+    k = batches[0].obs.shape[0] if batches else stacked[next(iter(stacked))].shape[0]  # type: ignore[index]
     with torch.enable_grad():
-        for batch in batches:
-            stacked = inner_step(policy, stacked, batch, fast_lr, create_graph=create_graph and not first_order)
-    if first_order and create_graph:
-        # theta' = theta + (theta' - theta)|detached: gradient flows to theta with J = I.
         shared = stack_params(params, k)
-        stacked = {n: shared[n] + (p - shared[n]).detach() for n, p in stacked.items()}
-    return stacked if create_graph else detach_params(stacked)
+        current = shared if stacked is None else stacked
+        if not create_graph or first_order:
+            current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
+        for batch in batches:
+            current = inner_step(policy, current, batch, fast_lr, create_graph=create_graph and not first_order)
+            if not create_graph or first_order:
+                current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
+        if first_order and create_graph:
+            # theta' = theta + (theta' - theta)|detached: gradient flows to theta with J = I.
+            current = {n: shared[n] + (p - shared[n]).detach() for n, p in current.items()}
+    return current if create_graph else detach_params(current)
 
 
 def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the valid episodes."""
-    dist = policy.distribution(adapted, valid.obs)
+    return surrogate_and_kl_of(policy, policy.distribution(adapted, valid.obs), valid, old_dist)
+
+
+def surrogate_and_kl_of(policy: Policy, dist: tuple[torch.Tensor, ...], valid: TaskBatch, old_dist: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``surrogate_and_kl`` given the adapted policy's distribution on ``valid.obs``."""
     ratio = torch.exp(policy.log_prob(dist, valid.actions) - policy.log_prob(old_dist, valid.actions))
     loss = -(valid.weights * ratio * valid.advantages).sum(-1).mean()
     kl = (valid.weights * policy.kl(old_dist, dist)).sum(-1).mean()
@@ -168,7 +179,15 @@ def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist
 
 
 def kl_hvp_fast(
-    policy: Policy, params: Params, trains: Sequence[TaskBatch], valid: TaskBatch, fast_lr: float, first_order: bool, damping: float, subsample: int = 1
+    policy: Policy,
+    params: Params,
+    trains: Sequence[TaskBatch],
+    valid: TaskBatch,
+    fast_lr: float,
+    first_order: bool,
+    damping: float,
+    subsample: int = 1,
+    points: Sequence[Params] | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Build ``v -> (H + damping I) v`` for the KL at ``params`` (see the module docstring).
 
@@ -176,6 +195,10 @@ def kl_hvp_fast(
     Hessians and the Fisher) from every ``subsample``-th episode. Each product costs two
     inner-loss Hessian-vector products per inner step and one Fisher-vector product, all
     second order and batched over tasks.
+
+    Args:
+        points: Optionally the (detached, stacked) parameters before each inner step and
+            after the last one, ``len(trains) + 1`` dicts, when the caller has them already.
     """
     k = valid.obs.shape[0]
     names = list(params)
@@ -183,12 +206,15 @@ def kl_hvp_fast(
     hessian_graphs = []  # per inner step: (leaf params theta_{i-1}, inner gradient there)
     point = {n: p.detach() for n, p in stack_params(params, k).items()}
     with torch.enable_grad():
-        for batch in trains:
-            leaf = {n: p.clone().requires_grad_(True) for n, p in point.items()}
+        for i, batch in enumerate(trains):
+            leaf = {n: p.detach().clone().requires_grad_(True) for n, p in (points[i] if points else point).items()}
             if not first_order:
                 grads = torch.autograd.grad(inner_loss(policy, leaf, batch.subsample(subsample)).sum(), list(leaf.values()), create_graph=True)
                 hessian_graphs.append((list(leaf.values()), grads))
-            point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False))
+            if points is None:
+                point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False))
+        if points is not None:
+            point = detach_params(points[-1])
         adapted = {n: p.clone().requires_grad_(True) for n, p in point.items()}
         valid_sub = valid.subsample(subsample)
         old_dist = tuple(d.detach() for d in policy.distribution(point, valid_sub.obs))
@@ -249,6 +275,11 @@ class MetaUpdateStats:
     step_fraction: float
     backtracks: int
     grad_norm: float
+    grad_seconds: float = 0.0
+    """Surrogate and meta-gradient (through the inner step)."""
+    cg_seconds: float = 0.0
+    """Curvature graphs, conjugate gradient and step scaling."""
+    line_search_seconds: float = 0.0
 
 
 @dataclass
@@ -266,7 +297,8 @@ class TRPOSettings:
     exact_hvp: bool = False
 
 
-def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings) -> MetaUpdateStats:
+@torch.enable_grad()
+def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None) -> MetaUpdateStats:
     """One MAML-TRPO meta-update of the policy's parameters, in place.
 
     Args:
@@ -274,28 +306,38 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
         trains: ``num_steps`` inner batches (processed episodes), on the policy's device.
         valid: The post-adaptation batch.
         cfg: The TRPO settings.
+        adapted: ``adapt(policy, policy.get_params(), trains, ...)`` with its graph, if the
+            caller built it already (saves one pass over the inner data).
 
     Returns:
         ``MetaUpdateStats``; if the line search rejects every step, theta is unchanged.
     """
+    t0 = time.perf_counter()
     params = policy.get_params()
     names = list(params)
     like = [params[n] for n in names]
 
-    adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True)
-    old_dist = tuple(d.detach() for d in policy.distribution(adapted, valid.obs))
-    loss, _ = surrogate_and_kl(policy, adapted, valid, old_dist)
+    if adapted is None:
+        adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True)
+    dist = policy.distribution(adapted, valid.obs)
+    old_dist = tuple(d.detach() for d in dist)
+    loss, _ = surrogate_and_kl_of(policy, dist, valid, old_dist)
     grad = flatten(torch.autograd.grad(loss, like))
     if not torch.isfinite(grad).all():
         raise FloatingPointError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+    t1 = time.perf_counter()
 
-    make_hvp = kl_hvp_exact if cfg.exact_hvp else kl_hvp_fast
-    hvp = make_hvp(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample)
+    if cfg.exact_hvp:
+        hvp = kl_hvp_exact(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample)
+    else:
+        points = [stack_params(params, valid.obs.shape[0]), adapted] if len(trains) == 1 else None
+        hvp = kl_hvp_fast(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, points)
     step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
     shs = 0.5 * torch.dot(step_dir, hvp(step_dir))
     full_step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
 
     old_flat = flatten([p.detach() for p in like])
+    t2 = time.perf_counter()
 
     def evaluate(fraction: float) -> tuple[float, float]:
         new_params = dict(zip(names, unflatten(old_flat - fraction * full_step, like)))
@@ -304,10 +346,11 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
             new_loss, kl = surrogate_and_kl(policy, new_adapted, valid, old_dist)
         return float(new_loss), float(kl)
 
-    result: LineSearchResult = line_search(evaluate, float(loss), cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
+    result: LineSearchResult = line_search(evaluate, float(loss.detach()), cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
     if result.accepted:
         policy.load_params(dict(zip(names, unflatten(old_flat - result.step_fraction * full_step, like))))
-    return MetaUpdateStats(float(loss), result.loss, result.kl, result.accepted, result.step_fraction, result.backtracks, float(grad.norm()))
+    t3 = time.perf_counter()
+    return MetaUpdateStats(float(loss.detach()), result.loss, result.kl, result.accepted, result.step_fraction, result.backtracks, float(grad.norm()), t1 - t0, t2 - t1, t3 - t2)
 
 
 class MAMLTRPO:
@@ -341,29 +384,53 @@ class MAMLTRPO:
         self.gae_lambda = gae_lambda
         self.normalize_advantages = normalize_advantages
         self.device = torch.device(device)
-        self.dtype = next(policy.parameters()).dtype
+        self._chain: dict | None = None  # the adaptation in progress (see adapt)
 
     def process(self, episodes: Episodes) -> TaskBatch:
         """Move episodes to the learner's device and compute advantages."""
-        return process_episodes(episodes.to(self.device, self.dtype), self.gamma, self.gae_lambda, self.normalize_advantages)
+        dtype = next(self.policy.parameters()).dtype
+        return process_episodes(episodes.to(self.device, dtype), self.gamma, self.gae_lambda, self.normalize_advantages)
 
     def initial_params(self) -> Params:
         """The current meta-parameters, detached, on the CPU (for the sampler)."""
         return {n: p.detach().cpu() for n, p in self.policy.get_params().items()}
 
-    def adapt(self, params: Params, episodes: Episodes) -> Params:
-        """One inner step from ``params`` (shared or stacked) on ``episodes``; stacked CPU result."""
+    def adapt(self, params: Params, episodes: Episodes, keep_graph: bool = True) -> Params:
+        """One inner step from ``params`` (shared or stacked) on ``episodes``; stacked CPU result.
+
+        When called as in the class example (starting from ``initial_params()``, then from
+        each result), the processed batches and the adaptation graph are kept for ``step``.
+        Pass ``keep_graph=False`` when no meta-update follows (evaluation).
+        """
         batch = self.process(episodes)
-        k = batch.obs.shape[0]
-        dev = {n: p.to(self.device) for n, p in params.items()}
-        if dev[next(iter(dev))].dim() == self.policy.get_params()[next(iter(dev))].dim():
-            dev = stack_params(dev, k)
-        leaves = {n: p.detach().clone().requires_grad_(True) for n, p in dev.items()}
-        with torch.enable_grad():
-            adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False)
-        return {n: p.detach().cpu() for n, p in adapted.items()}
+        theta = self.policy.get_params()
+        name = next(iter(theta))
+        shared_start = params[name].dim() == theta[name].dim()
+        start: Params | None = None
+        if keep_graph and shared_start:  # a new chain starts at theta
+            self._chain = {"episodes": [], "batches": [], "adapted": None, "returned": None}
+        elif keep_graph and self._chain is not None and params is self._chain["returned"]:
+            start = self._chain["adapted"]
+        else:  # adapt whatever was given, keep no graph
+            self._chain = None
+            leaves = {n: p.to(self.device).detach().requires_grad_(True) for n, p in params.items()}
+            if shared_start:
+                leaves = {n: p.detach().requires_grad_(True) for n, p in stack_params(leaves, batch.obs.shape[0]).items()}
+            with torch.enable_grad():
+                adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False)
+            return {n: p.detach().cpu() for n, p in adapted.items()}
+        adapted = adapt(self.policy, theta, [batch], self.settings.fast_lr, self.settings.first_order, create_graph=True, stacked=start)
+        returned = {n: p.detach().cpu() for n, p in adapted.items()}
+        self._chain.update(adapted=adapted, returned=returned)
+        self._chain["episodes"].append(episodes)
+        self._chain["batches"].append(batch)
+        return returned
 
     def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
         """The MAML-TRPO meta-update from the inner and post-adaptation episodes."""
-        trains = [self.process(e) for e in train_episodes]
-        return maml_trpo_step(self.policy, trains, self.process(valid_episodes), self.settings)
+        chain, self._chain = self._chain, None
+        if chain is not None and len(chain["episodes"]) == len(train_episodes) and all(a is b for a, b in zip(chain["episodes"], train_episodes)):
+            trains, adapted = chain["batches"], chain["adapted"]
+        else:
+            trains, adapted = [self.process(e) for e in train_episodes], None
+        return maml_trpo_step(self.policy, trains, self.process(valid_episodes), self.settings, adapted)

@@ -120,11 +120,12 @@ def resolve_family_id(family: str) -> str:
     ids = known_family_ids()
     if family in gym.registry:
         return family
-    for candidate in (f"metarl/{family}", f"metarl/{family}-v0"):
+    for candidate in (f"{family}-v0", f"metarl/{family}", f"metarl/{family}-v0"):
         if candidate in gym.registry:
             return candidate
     short = {i.removeprefix("metarl/").rsplit("-v", 1)[0]: i for i in ids}
-    close = difflib.get_close_matches(family, list(short) + ids + list(gym.registry), n=3, cutoff=0.6)
+    choices = list(dict.fromkeys([*short, *ids, *gym.registry]))  # ids are also in the registry: no repeats
+    close = difflib.get_close_matches(family, choices, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownFamilyError(
         f"Unknown task family {family!r}.{hint} metarl families: {', '.join(short) or 'none'}; "

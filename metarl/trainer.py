@@ -209,6 +209,10 @@ class Trainer:
             "total_env_steps": self.total_env_steps,
             "sample_seconds": sample_time,
             "update_seconds": update_time + adapt_time,
+            "adapt_seconds": adapt_time,
+            "grad_seconds": stats.grad_seconds,
+            "cg_seconds": stats.cg_seconds,
+            "line_search_seconds": stats.line_search_seconds,
             "env_steps_per_second": env_steps / max(sample_time, 1e-9),
         }
 
