@@ -34,12 +34,13 @@ from metarl.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results"
 PYTORCH_MAML_RL_SECONDS = 3.48
+EXTRA: list[str] = []  # config overrides for every variant (--set), e.g. a tiny problem for smoke tests
 PARTS = ("sample_seconds", "adapt_seconds", "grad_seconds", "cg_seconds", "line_search_seconds")
 
 
 def measure(overrides: list[str], iterations: int, warmup: int, exact_hvp: bool = False) -> dict:
     """Median seconds per part over ``iterations`` meta-iterations after ``warmup``."""
-    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *overrides])
+    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *EXTRA, *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False)
         trainer.learner.settings.exact_hvp = exact_hvp
@@ -58,7 +59,7 @@ def top_ops(overrides: list[str], n: int = 8) -> list[dict]:
     """The torch operators that take the most time in two meta-iterations."""
     from torch.profiler import profile
 
-    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *overrides])
+    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *EXTRA, *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False)
         trainer.run_iteration()
@@ -74,7 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every variant (smoke tests)")
     args = parser.parse_args()
+    EXTRA[:] = args.overrides
     variants = [
         ("metarl, curvature every 5th episode, 2 threads", ["curvature_subsample=5", "torch_threads=2"], False),
         ("metarl, curvature every 10th episode, 2 threads", ["curvature_subsample=10", "torch_threads=2"], False),
@@ -101,11 +105,12 @@ def main() -> None:
         "cpu_count": torch.get_num_threads(),
         "pytorch_maml_rl_seconds_quoted": PYTORCH_MAML_RL_SECONDS,
         "target_seconds": 0.35,
+        "overrides": args.overrides,
         "variants": results,
         "profile_top_ops_subsample5": top_ops(["curvature_subsample=5", "torch_threads=2"]),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "meta_iteration.json").write_text(json.dumps(report, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "meta_iteration.json").write_text(json.dumps(report, indent=1))
     lines = [
         "# Seconds per meta-iteration, 2D navigation default config",
         "",
@@ -122,7 +127,7 @@ def main() -> None:
         )
     lines += ["", "Top operators (self CPU time), curvature every 5th episode:", ""]
     lines += [f"- {o['op']}: {100 * o['share']:.1f}% ({o['calls']} calls)" for o in report["profile_top_ops_subsample5"]]
-    (RESULTS / "meta_iteration.md").write_text("\n".join(lines) + "\n")
+    (args.out / "meta_iteration.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -29,12 +29,15 @@ def main() -> None:
     parser.add_argument("--subsample", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides (smoke tests)")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     curves = {}
     for s in args.subsample:
-        cfg = load_config("2d-navigation", [f"num_iterations={args.iterations}", f"curvature_subsample={s}", f"seed={args.seed}", f"torch_threads={args.threads}", "tensorboard=false"])
+        cfg = load_config("2d-navigation", [f"num_iterations={args.iterations}", f"curvature_subsample={s}", f"seed={args.seed}", f"torch_threads={args.threads}", "tensorboard=false", *args.overrides])
         with tempfile.TemporaryDirectory() as tmp:
-            rows = Trainer(cfg, tmp, progress=True).train()
+            rows = Trainer(cfg, tmp, progress=not args.no_progress).train()
         curves[str(s)] = {
             "pre_return": [r["pre_return"] for r in rows],
             "post_return": [r["post_return"] for r in rows],
@@ -42,9 +45,9 @@ def main() -> None:
         }
         last = rows[-20:]
         print(f"subsample {s}: last-20 mean pre {sum(r['pre_return'] for r in last) / len(last):.2f}, post {sum(r['post_return'] for r in last) / len(last):.2f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"iterations": args.iterations, "seed": args.seed, "threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "curves": curves}
-    (RESULTS / "subsample_learning.json").write_text(json.dumps(out, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = {"iterations": args.iterations, "seed": args.seed, "threads": args.threads, "overrides": args.overrides, "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "curves": curves}
+    (args.out / "subsample_learning.json").write_text(json.dumps(out, indent=1))
     try:
         import matplotlib
 
@@ -61,7 +64,7 @@ def main() -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(RESULTS / "subsample_learning.png", dpi=100)
+    fig.savefig(args.out / "subsample_learning.png", dpi=100)
 
 
 if __name__ == "__main__":

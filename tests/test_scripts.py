@@ -1,0 +1,41 @@
+"""Smoke tests of the scripts and benchmarks with tiny budgets (their outputs are checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["meta_batch_size=2", "episodes_per_task=10", "horizon=10", "hidden_sizes=[8]", "cg_iters=2"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_check_cuda_script_runs_its_checks_with_cpu_as_device():
+    out = run("scripts/check_cuda.py", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "max abs parameter diff 0.00e+00" in out.stdout
+    assert "cpu path OK" in out.stdout
+
+
+def test_meta_iteration_benchmark_writes_its_results(tmp_path):
+    out = run("benchmarks/bench_meta_iteration.py", "--iterations", "1", "--warmup", "0", "--out", str(tmp_path), "--set", *TINY)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "meta_iteration.json").read_text())
+    assert len(report["variants"]) == 5
+    for variant in report["variants"].values():
+        assert variant["seconds_per_iteration"] > 0
+        assert variant["seconds_per_iteration"] >= variant["sample_seconds"]
+    assert "| variant |" in (tmp_path / "meta_iteration.md").read_text()
+
+
+def test_subsample_learning_benchmark_writes_curves(tmp_path):
+    out = run("benchmarks/bench_subsample_learning.py", "--iterations", "2", "--subsample", "1", "2", "--out", str(tmp_path), "--no-progress", "--set", *TINY)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "subsample_learning.json").read_text())
+    assert set(report["curves"]) == {"1", "2"}
+    assert all(len(c["post_return"]) == 2 for c in report["curves"].values())
