@@ -226,7 +226,7 @@ def kl_hvp_fast(
         return list(torch.autograd.grad(dot, leaves, retain_graph=True))
 
     def hvp(v_flat: torch.Tensor) -> torch.Tensor:
-        u = [v.unsqueeze(0).expand(k, *v.shape) for v in unflatten(v_flat, like)]
+        u = [v.unsqueeze(0).expand(k, *v.shape).contiguous() for v in unflatten(v_flat, like)]
         if not first_order:
             for leaves, grads in hessian_graphs:  # u <- J_i u
                 u = [ui - fast_lr * hi for ui, hi in zip(u, hvp_list(leaves, grads, u))]
