@@ -42,7 +42,7 @@ import torch
 from metarl.baselines import linear_baseline_values
 from metarl.episodes import Episodes, discounted_returns, gae, masked_normalize
 from metarl.policies import Params, Policy, detach_params, stack_params
-from metarl.trpo import LineSearchResult, conjugate_gradient, flatten, line_search, unflatten
+from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
 
 
 @dataclass
@@ -332,8 +332,8 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
     else:
         points = [stack_params(params, valid.obs.shape[0]), adapted] if len(trains) == 1 else None
         hvp = kl_hvp_fast(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, points)
-    step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
-    shs = 0.5 * torch.dot(step_dir, hvp(step_dir))
+    step_dir, residual = conjugate_gradient_with_residual(hvp, grad, cfg.cg_iters)
+    shs = 0.5 * torch.dot(step_dir, grad - residual)  # = 0.5 s^T H s, without another product
     full_step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
 
     old_flat = flatten([p.detach() for p in like])

@@ -40,6 +40,16 @@ def conjugate_gradient(avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
     Returns:
         ``x [P]``.
     """
+    return conjugate_gradient_with_residual(avp, b, iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_residual(
+    avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conjugate_gradient`` that also returns the residual ``r = b - A x`` (as CG tracks it).
+
+    With it, ``x^T A x = x^T (b - r)`` costs no further matrix-vector product.
+    """
     if b.dim() != 1:
         raise ValueError(f"conjugate_gradient expects a flat vector b, got shape {tuple(b.shape)}.")
     x = torch.zeros_like(b)
@@ -56,7 +66,7 @@ def conjugate_gradient(avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, r
 
 
 @dataclass

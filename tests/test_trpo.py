@@ -344,3 +344,16 @@ def test_rejected_step_leaves_parameters_unchanged(monkeypatch: pytest.MonkeyPat
     assert stats.backtracks == cfg.ls_max_steps
     for name, p in policy.get_params().items():
         assert torch.equal(p.detach(), theta_old[name]), name
+
+
+def test_conjugate_gradient_residual_gives_the_quadratic_form_without_another_product():
+    from metarl.trpo import conjugate_gradient_with_residual
+
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(30, 30, generator=g, dtype=torch.float64)
+    a = q @ q.T + 0.1 * torch.eye(30, dtype=torch.float64)
+    b = torch.randn(30, generator=g, dtype=torch.float64)
+    for iters in (3, 10):  # partly converged and (nearly) converged
+        x, r = conjugate_gradient_with_residual(lambda v: a @ v, b, iters)
+        assert torch.allclose(r, b - a @ x, rtol=1e-8, atol=1e-8)
+        assert torch.allclose(x @ (b - r), x @ a @ x, rtol=1e-8)
