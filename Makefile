@@ -2,6 +2,7 @@
 #   make train   meta-train MAML-TRPO on 2D navigation, then evaluate and plot the result
 #   make test    run the test suite (what CI runs, through .ci/run)
 #   make bench   run the benchmarks and write benchmarks/results/
+#   make typecheck  mypy on metarl/ and envs/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ TRAIN_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test test-all bench clean
+.PHONY: venv train test test-all bench typecheck clean
 
 venv: $(STAMP)
 
@@ -24,8 +25,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[all,test]"
 	touch $(STAMP)
 
+# Trains into RUN_DIR; if RUN_DIR already holds a run, continues it (a finished run is just evaluated).
 train: $(STAMP)
-	$(VENV)/bin/metarl train --config 2d-navigation --run-dir $(RUN_DIR) $(TRAIN_ARGS)
+	if [ -f $(RUN_DIR)/checkpoints/last.pt ]; then $(VENV)/bin/metarl train --resume $(RUN_DIR); \
+	else $(VENV)/bin/metarl train --config 2d-navigation --run-dir $(RUN_DIR) $(TRAIN_ARGS); fi
 	$(VENV)/bin/metarl evaluate $(RUN_DIR)
 
 test: $(STAMP)
@@ -36,6 +39,12 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_meta_iteration.py
+	$(PY) benchmarks/bench_reproducibility.py
+	$(PY) benchmarks/bench_subsample_learning.py
+
+typecheck: $(STAMP)
+	$(PY) -m pip install -q mypy
+	$(PY) -m mypy metarl envs --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -18,8 +18,9 @@ from metarl.config import ConfigError, load_config, packaged_configs
 from metarl.episodes import NonFiniteBatchError
 from metarl.sampler import SamplerError
 from metarl.tasks import TaskAPIError, TaskNotSetError, UnknownFamilyError
+from metarl.trainer import RunExistsError
 
-USER_ERRORS = (ConfigError, UnknownFamilyError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
+USER_ERRORS = (RunExistsError, ConfigError, UnknownFamilyError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
 
 
 def _count(minimum: int) -> Callable[[str], int]:

@@ -149,7 +149,9 @@ def adapt(
     Returns:
         Stacked adapted parameters ``[K, ...]``.
     """
-    k = batches[0].obs.shape[0] if batches else stacked[next(iter(stacked))].shape[0]  # type: ignore[index]
+    if not batches:
+        raise ValueError("adapt needs at least one batch of inner-loop episodes.")
+    k = batches[0].obs.shape[0]
     with torch.enable_grad():
         shared = stack_params(params, k)
         current = shared if stacked is None else stacked
@@ -222,7 +224,7 @@ def kl_hvp_fast(
         kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
 
     def hvp_list(leaves: list[torch.Tensor], grads: Sequence[torch.Tensor], vec: list[torch.Tensor]) -> list[torch.Tensor]:
-        dot = sum((g * v).sum() for g, v in zip(grads, vec))
+        dot = torch.stack([(g * v).sum() for g, v in zip(grads, vec)]).sum()
         return list(torch.autograd.grad(dot, leaves, retain_graph=True))
 
     def hvp(v_flat: torch.Tensor) -> torch.Tensor:

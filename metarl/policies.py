@@ -96,10 +96,11 @@ class MLPPolicy(nn.Module):
         self.activation = activation
         sizes = (obs_dim, *hidden_sizes, out_dim)
         self.num_layers = len(sizes) - 1
-        self.layers = nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1]) for i in range(self.num_layers))
-        for layer in self.layers:  # Xavier-uniform weights and zero biases, as pytorch-maml-rl.
+        layers = [nn.Linear(sizes[i], sizes[i + 1]) for i in range(self.num_layers)]
+        for layer in layers:  # Xavier-uniform weights and zero biases, as pytorch-maml-rl.
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(layers)
 
     def get_params(self) -> Params:
         """The module's parameters as a name -> tensor dict (tensors are the live parameters)."""

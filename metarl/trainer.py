@@ -32,6 +32,10 @@ from metarl.tasks import make_family, seed_family
 Callback = Callable[[int, dict[str, Any]], None]
 
 
+class RunExistsError(FileExistsError):
+    """A new run would overwrite the logs and checkpoints of an existing one."""
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU raises."""
     if name == "auto":
@@ -222,6 +226,11 @@ class Trainer:
         Logs and checkpoints are written as the run goes, so an exception (an env that
         raises, a NaN batch, Ctrl-C) leaves the last checkpoint and every logged row intact.
         """
+        if self.iteration == 0 and ((self.run_dir / "progress.csv").exists() or (self.run_dir / "checkpoints").exists()):
+            raise RunExistsError(
+                f"{self.run_dir} already holds a run; training there would overwrite its logs and checkpoints. "
+                f"Continue it with `metarl train --resume {self.run_dir}`, pick another --run-dir, or delete the folder."
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.run_dir / "config.yaml")
         logger = RunLogger(self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None)

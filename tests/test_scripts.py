@@ -39,3 +39,12 @@ def test_subsample_learning_benchmark_writes_curves(tmp_path):
     report = json.loads((tmp_path / "subsample_learning.json").read_text())
     assert set(report["curves"]) == {"1", "2"}
     assert all(len(c["post_return"]) == 2 for c in report["curves"].values())
+
+
+def test_reproducibility_benchmark_reports_identical_logs(tmp_path):
+    out = run("benchmarks/bench_reproducibility.py", "--iterations", "2", "--out", str(tmp_path), "--set", *TINY)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "reproducibility.json").read_text())
+    assert report["same_seed_identical_logs"] is True
+    assert report["other_seed_differs"] is True
+    assert report["post_return_seed0_run1"] == report["post_return_seed0_run2"]

@@ -81,3 +81,21 @@ def test_meta_training_learns_to_adapt_on_2d_navigation(tmp_path):
     assert after > before + 5.0, (before, after)
     assert after > untrained_before + 20.0, (untrained_before, after)
     assert np.isfinite(trained).all()
+
+
+def test_training_into_an_existing_run_refuses_and_keeps_its_files(tmp_path):
+    from metarl.cli import main
+
+    cfg = load_config("2d-navigation", TINY + ["num_iterations=1"])
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    before = (tmp_path / "run" / "progress.csv").read_bytes()
+    last = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    import pytest
+
+    from metarl.trainer import RunExistsError
+
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert main(["train", "--config", "2d-navigation", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set", *TINY]) == 2
+    assert (tmp_path / "run" / "progress.csv").read_bytes() == before
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == last
