@@ -6,7 +6,9 @@ The task of the MAML paper (Finn et al. 2017, section 5.3) and of pytorch-maml-r
 * task = a goal drawn from U[-0.5, 0.5]^2;
 * action = a displacement, clipped to [-0.1, 0.1]^2;
 * reward = -||position - goal|| after the move;
-* horizon 100 steps (set by the Gymnasium registration), no early termination.
+* the episode terminates once the agent is within 0.01 of the goal in both coordinates
+  (as in the MAML paper's point env and pytorch-maml-rl), else it is truncated after
+  100 steps (set by the Gymnasium registration).
 
 ``Navigation2DEnv`` is the plain Gymnasium env; ``BatchedNavigation2D`` steps many
 (task, episode) pairs as torch tensors and produces identical float32 trajectories.
@@ -25,6 +27,7 @@ from metarl.tasks import TaskNotSetError
 
 MAX_ACTION = 0.1
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
+GOAL_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class Navigation2DEnv(gym.Env):
         self._state = self._state + action
         d = self._state - self._goal
         reward = -np.sqrt(np.sum(d * d, dtype=np.float32), dtype=np.float32)
-        return self._state.copy(), float(reward), False, False, {"task": self._task}
+        terminated = bool(np.all(np.abs(d) < GOAL_TOLERANCE))
+        return self._state.copy(), float(reward), terminated, False, {"task": self._task}
 
     def make_batched(self, tasks: Sequence[GoalTask], episodes_per_task: int) -> BatchedNavigation2D:
         """The batched implementation for ``tasks`` x ``episodes_per_task`` episodes."""
@@ -129,4 +133,5 @@ class BatchedNavigation2D:
         # torch's float32 CPU sqrt is not always correctly rounded (1 ulp off numpy's); the float64
         # sqrt of a float32, rounded to float32, is, so rewards match Navigation2DEnv bit for bit.
         reward = -torch.sqrt((d * d).sum(-1).double()).float()
-        return self.state.clone(), reward, torch.zeros(self.num_envs, dtype=torch.bool)
+        terminated = (d.abs() < GOAL_TOLERANCE).all(-1)
+        return self.state.clone(), reward, terminated

@@ -24,13 +24,13 @@ def test_plain_and_batched_envs_give_identical_trajectories() -> None:
     batched = BatchedNavigation2D(tasks, n)
     assert batched.num_envs == 24
     b_obs = [batched.reset()]
-    b_rew = []
+    b_rew, b_term = [], []
     for a in actions:
         obs, rew, term = batched.step(torch.from_numpy(a))
         assert obs.dtype == torch.float32 and rew.dtype == torch.float32
-        assert not term.any()
         b_obs.append(obs)
         b_rew.append(rew)
+        b_term.append(term)
 
     for b in range(len(tasks) * n):
         env = Navigation2DEnv()
@@ -40,9 +40,30 @@ def test_plain_and_batched_envs_give_identical_trajectories() -> None:
         for step, a in enumerate(actions):
             obs, reward, terminated, truncated, _ = env.step(a[b])
             assert obs.dtype == np.float32
-            assert not terminated and not truncated
+            assert terminated == bool(b_term[step][b]) and not truncated, (b, step)
             assert np.array_equal(obs, b_obs[step + 1][b].numpy()), (b, step)
             assert np.float32(reward) == b_rew[step][b].item(), (b, step)
+
+
+def test_reaching_the_goal_terminates_in_both_implementations() -> None:
+    goal = (0.25, -0.15)
+    env = Navigation2DEnv()
+    env.set_task(GoalTask(goal))
+    env.reset()
+    batched = BatchedNavigation2D([GoalTask(goal)], 1)
+    batched.reset()
+    steps = [np.array([0.1, -0.1]), np.array([0.1, -0.05]), np.array([0.05, 0.0])]  # lands at (0.25, -0.15)
+    for i, a in enumerate(steps):
+        a = a.astype(np.float32)
+        _, reward, terminated, truncated, _ = env.step(a)
+        _, b_reward, b_term = batched.step(torch.from_numpy(a)[None])
+        last = i == len(steps) - 1
+        assert terminated is last and bool(b_term[0]) is last and not truncated
+    assert reward == pytest.approx(0.0, abs=1e-6)
+    # Within 0.01 on one axis only does not end the episode.
+    env.set_task(GoalTask((0.1, 0.2)))
+    env.reset()
+    assert env.step(np.array([0.1, 0.1], dtype=np.float32))[2] is False
 
 
 def test_actions_are_clipped() -> None:
