@@ -11,6 +11,7 @@ A run directory holds::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -64,17 +65,8 @@ def build_policy(config: TrainConfig, env: Any) -> Policy:
 
 
 def trpo_settings(config: TrainConfig) -> TRPOSettings:
-    """The learner's settings from the config."""
-    return TRPOSettings(
-        fast_lr=config.fast_lr,
-        first_order=config.first_order,
-        max_kl=config.max_kl,
-        cg_iters=config.cg_iters,
-        cg_damping=config.cg_damping,
-        ls_max_steps=config.ls_max_steps,
-        ls_backtrack_ratio=config.ls_backtrack_ratio,
-        curvature_subsample=config.curvature_subsample,
-    )
+    """The learner's settings: the config fields of the same names."""
+    return TRPOSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(TRPOSettings) if hasattr(config, f.name)})
 
 
 class Trainer:
