@@ -82,14 +82,38 @@ def gae(r_t: torch.Tensor, v_t: torch.Tensor, m_t: torch.Tensor, gamma: float, l
     return adv * m_t
 
 
-def masked_normalize(x: torch.Tensor, m: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-8) -> torch.Tensor:
-    """Standardize ``x`` over ``dims`` using only entries where ``m`` is 1; zero elsewhere."""
+def masked_normalize(x: torch.Tensor, m: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-8, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Standardize ``x`` over ``dims`` using only entries where ``m`` is 1; zero elsewhere.
+
+    Args:
+        x: Values.
+        m: Mask of the same shape.
+        dims: Dimensions to standardize over.
+        eps: Added to the standard deviation.
+        weights: Optional non-negative weights (zero where ``m`` is 0) for the mean and
+            variance, e.g. ``episode_weights`` so every episode counts equally; default
+            ``m`` (every step counts equally).
+    """
     if x.shape != m.shape:
         raise ValueError(f"x {tuple(x.shape)} and mask {tuple(m.shape)} must have the same shape.")
-    count = m.sum(dims, keepdim=True).clamp(min=1.0)
-    mean = (x * m).sum(dims, keepdim=True) / count
-    var = (((x - mean) * m) ** 2).sum(dims, keepdim=True) / count
+    w = m if weights is None else weights
+    total = w.sum(dims, keepdim=True).clamp(min=1e-12)
+    mean = (x * w).sum(dims, keepdim=True) / total
+    var = (w * ((x - mean) * m) ** 2).sum(dims, keepdim=True) / total
     return (x - mean) / (var.sqrt() + eps) * m
+
+
+def episode_weights(m_t: torch.Tensor) -> torch.Tensor:
+    """Per-step weights that give every episode the same total weight, 1 per task.
+
+    For a mask ``[K, N, T]``: ``w = m / (length of the episode) / (episodes of the task)``,
+    i.e. the mean over episodes of each episode's mean over its own steps, as
+    pytorch-maml-rl's ``weighted_mean`` (an episode that ends early is not down-weighted).
+    """
+    if m_t.dim() != 3:
+        raise ValueError(f"episode_weights expects a mask [K, N, T], got {tuple(m_t.shape)}.")
+    per_episode = m_t / m_t.sum(-1, keepdim=True).clamp(min=1.0)
+    return per_episode / per_episode.sum((1, 2), keepdim=True).clamp(min=1e-12)
 
 
 @dataclass

@@ -7,7 +7,8 @@ For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (valid) episodes
       theta'_k = theta - alpha * grad_theta L_k(theta),
       L_k(theta) = - sum_{(s,a) in D_k} w * log pi_theta(a|s) * A(s,a)
 
-  (``w`` = 1 / number of valid steps of task k); ``num_steps`` steps, each on fresh
+  (``w`` averages over each episode's steps, then over the task's episodes, as
+  pytorch-maml-rl); ``num_steps`` steps, each on fresh
   episodes sampled with the current adapted parameters;
 
 * outer step (TRPO on the post-adaptation surrogate)::
@@ -40,7 +41,7 @@ from typing import Callable, Sequence
 import torch
 
 from metarl.baselines import linear_baseline_values
-from metarl.episodes import Episodes, discounted_returns, gae, masked_normalize
+from metarl.episodes import Episodes, discounted_returns, episode_weights, gae, masked_normalize
 from metarl.policies import Params, Policy, detach_params, stack_params
 from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
 
@@ -53,7 +54,7 @@ class TaskBatch:
         obs: ``[K, M, obs_dim]`` with ``M = N * T``.
         actions: ``[K, M, act_dim]`` or ``[K, M]``.
         advantages: ``[K, M]``.
-        weights: ``[K, M]`` = mask / (valid steps of the task): a per-task average.
+        weights: ``[K, M]``, summing to 1 per task, equal per episode (``episode_weights``).
         episodes_per_task: N (to subsample whole episodes).
     """
 
@@ -64,7 +65,7 @@ class TaskBatch:
     episodes_per_task: int
 
     def subsample(self, every: int) -> TaskBatch:
-        """Every ``every``-th episode of each task, weights renormalized."""
+        """Every ``every``-th episode of each task, weights renormalized to sum to 1 per task."""
         if every <= 1:
             return self
         k, n = self.obs.shape[0], self.episodes_per_task
@@ -90,10 +91,10 @@ def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normal
     returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
     values = linear_baseline_values(episodes, returns)
     adv = gae(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
+    weights = episode_weights(episodes.mask)
     if normalize_advantages:
-        adv = masked_normalize(adv, episodes.mask, dims=(1, 2))
+        adv = masked_normalize(adv, episodes.mask, dims=(1, 2), weights=weights)
     k, n, t = episodes.mask.shape
-    weights = episodes.mask / episodes.mask.sum((1, 2), keepdim=True).clamp(min=1.0)
     return TaskBatch(
         obs=episodes.observations.reshape(k, n * t, -1),
         actions=episodes.actions.reshape(k, n * t, *episodes.actions.shape[3:]),

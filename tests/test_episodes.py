@@ -228,3 +228,15 @@ def test_episodes_to_casts_floats_only() -> None:
     assert out.rewards.dtype == torch.float64
     assert out.mask.dtype == torch.float64
     assert out.actions.dtype == torch.long
+
+
+def test_episode_weights_count_every_episode_equally() -> None:
+    from metarl.episodes import episode_weights
+
+    m = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]])  # one task: lengths 4 and 1
+    w = episode_weights(m)
+    torch.testing.assert_close(w, torch.tensor([[[0.125, 0.125, 0.125, 0.125], [0.5, 0.0, 0.0, 0.0]]]))
+    x = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [3.0, 9.0, 9.0, 9.0]]])
+    z = masked_normalize(x, m, dims=(1, 2), weights=w)
+    # Weighted mean 2 (episode means 1 and 3), weighted std 1: values -1 and +1; padding zero.
+    torch.testing.assert_close(z, torch.tensor([[[-1.0, -1.0, -1.0, -1.0], [1.0, 0.0, 0.0, 0.0]]]), atol=1e-6, rtol=0)

@@ -129,7 +129,10 @@ def test_process_episodes_layout_and_weights() -> None:
     assert batch.advantages.shape == batch.weights.shape == (K, N * T)
     assert batch.episodes_per_task == N
     mask = episodes.mask.reshape(K, N * T)
-    torch.testing.assert_close(batch.weights, mask / mask.sum(-1, keepdim=True))
+    # Every episode weighs 1/N, spread evenly over its own steps (pytorch-maml-rl's weighted_mean).
+    lengths = episodes.mask.sum(-1, keepdim=True)
+    assert (lengths.squeeze(-1) != T).any(), "the fixture must have episodes of different lengths"
+    torch.testing.assert_close(batch.weights, (episodes.mask / lengths / N).reshape(K, N * T))
     torch.testing.assert_close(batch.weights.sum(-1), torch.ones(K, dtype=DT))
     assert torch.count_nonzero(batch.advantages[mask == 0]) == 0
     torch.testing.assert_close(batch.obs.reshape(K, N, T, OBS_DIM), episodes.observations)
@@ -147,9 +150,9 @@ def test_subsample_keeps_every_sth_episode_and_renormalizes(every: int) -> None:
     torch.testing.assert_close(sub.actions, episodes.actions[:, kept].reshape(K, -1, ACT_DIM), rtol=0, atol=0)
     adv = batch.advantages.reshape(K, N, T)[:, kept].reshape(K, -1)
     torch.testing.assert_close(sub.advantages, adv, rtol=0, atol=0)
-    mask = episodes.mask[:, kept].reshape(K, -1)
+    kept_mask = episodes.mask[:, kept]
     torch.testing.assert_close(sub.weights.sum(-1), torch.ones(K, dtype=DT))
-    torch.testing.assert_close(sub.weights, mask / mask.sum(-1, keepdim=True))
+    torch.testing.assert_close(sub.weights, (kept_mask / kept_mask.sum(-1, keepdim=True) / len(kept)).reshape(K, -1))
     assert sub.weights.shape == (K, len(kept) * T)
 
 
