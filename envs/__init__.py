@@ -1,18 +1,35 @@
 """Task families, registered with Gymnasium under the ``metarl/`` namespace.
 
 Importing ``metarl`` registers them; ``gymnasium.make("metarl/Navigation2D-v0")`` then works.
+The MuJoCo families (``metarl.envs.locomotion``, ``metarl.envs.dynamics``) are registered by
+entry-point string only, so this module never imports ``mujoco``: without the ``mujoco``
+extra, ``metarl`` imports and making one of them raises an ``ImportError`` that names it.
 """
 
 import gymnasium as gym
 
 from metarl.envs.navigation import BatchedNavigation2D, GoalTask, Navigation2DEnv
 
+MUJOCO_HORIZON = 200  # the MAML paper's locomotion horizon
+
 FAMILIES = {
     "metarl/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", 100),
+    # Goal velocity / direction / position (envs/locomotion.py).
+    "metarl/HalfCheetahVel-v0": ("metarl.envs.locomotion:HalfCheetahVelEnv", MUJOCO_HORIZON),
+    "metarl/HalfCheetahDir-v0": ("metarl.envs.locomotion:HalfCheetahDirEnv", MUJOCO_HORIZON),
+    "metarl/AntVel-v0": ("metarl.envs.locomotion:AntVelEnv", MUJOCO_HORIZON),
+    "metarl/AntDir-v0": ("metarl.envs.locomotion:AntDirEnv", MUJOCO_HORIZON),
+    "metarl/AntDir2D-v0": ("metarl.envs.locomotion:AntDir2DEnv", MUJOCO_HORIZON),
+    "metarl/AntGoal-v0": ("metarl.envs.locomotion:AntGoalEnv", MUJOCO_HORIZON),
+    # Random physical parameters (envs/dynamics.py).
+    "metarl/HalfCheetahRandParams-v0": ("metarl.envs.dynamics:HalfCheetahRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/AntRandParams-v0": ("metarl.envs.dynamics:AntRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/HopperRandParams-v0": ("metarl.envs.dynamics:HopperRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/Walker2dRandParams-v0": ("metarl.envs.dynamics:Walker2dRandParamsEnv", MUJOCO_HORIZON),
 }
 
 for _id, (_entry, _horizon) in FAMILIES.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_entry, max_episode_steps=_horizon)
 
-__all__ = ["BatchedNavigation2D", "GoalTask", "Navigation2DEnv", "FAMILIES"]
+__all__ = ["BatchedNavigation2D", "GoalTask", "Navigation2DEnv", "FAMILIES", "MUJOCO_HORIZON"]

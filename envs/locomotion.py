@@ -1,0 +1,464 @@
+"""MuJoCo locomotion families: HalfCheetah and Ant with a per-task velocity, direction or goal.
+
+The families of the MAML paper (Finn et al. 2017, section 5.3) and its successors (ProMP,
+pytorch-maml-rl), rebuilt on Gymnasium's v5 MuJoCo envs and models with the ``mujoco``
+package (no mujoco-py). Each family subclasses the Gymnasium env and changes only the
+forward term of the reward; physics, observations, reset noise and termination are
+Gymnasium's.
+
+=================  ==========================  ===========================================
+family             task distribution           task term of the reward
+=================  ==========================  ===========================================
+HalfCheetahVel     v* ~ U[0, 2]                ``-|v_x - v*|``
+HalfCheetahDir     d ~ U{-1, +1}               ``d * v_x``
+AntVel             v* ~ U[0, 3]                ``-|v_x - v*|``
+AntDir             d ~ U{-1, +1}               ``d * v_x``
+AntDir2D           u = (cos t, sin t),         ``u . (v_x, v_y)``
+                   t ~ U[0, 2 pi)
+AntGoal            g ~ U[-3, 3]^2              ``-||(x, y) - g||_1``
+=================  ==========================  ===========================================
+
+Common to all families:
+
+* **Velocity** is Gymnasium's finite difference over one env step, ``dt = 0.05`` s
+  (5 MuJoCo steps of 0.01 s): HalfCheetah uses the ``rootx`` joint position
+  (``data.qpos[0]``), Ant the torso's ``data.xpos`` (body 1). ``data.xpos`` is the
+  kinematics MuJoCo computed at the start of the last substep, not of the final ``qpos``;
+  the reward uses it as Gymnasium does (and AntGoal's position is that ``xpos`` too).
+* **Actions** live in ``[-1, 1]^6`` (HalfCheetah) or ``[-1, 1]^8`` (Ant), the actuators'
+  ``ctrlrange``; MuJoCo multiplies them by the motor gears (HalfCheetah 120, 90, 60, 120,
+  60, 30; Ant 150). Each family clips the action to that box before simulating and
+  before the control cost, as rllab's ``normalize`` and pytorch-maml-rl's
+  ``NormalizedActionWrapper`` did for MAML. The physics is the same as Gymnasium's
+  (MuJoCo clamps ``ctrl`` to ``ctrlrange`` anyway); only the control cost of an
+  out-of-range Gaussian sample stops growing at the boundary.
+* **Horizon** 200 steps (the MAML paper's locomotion horizon), set by the Gymnasium
+  registration: ``gymnasium.make("metarl/HalfCheetahVel-v0", max_episode_steps=100)``
+  changes it.
+* **Control cost** ``0.05 * ||a||^2`` for HalfCheetah (the MAML paper's), Gymnasium's
+  ``0.5 * ||a||^2`` for Ant; both configurable with ``ctrl_cost_weight``.
+* **Ant** keeps Gymnasium's Ant-v5 contact cost ``5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+  survive bonus ``1`` while healthy, and terminates once the torso height leaves
+  ``[0.2, 1.0]`` (or the state is not finite). HalfCheetah never terminates.
+* Tasks come from ``self.np_random`` (seed it with ``metarl.tasks.seed_family``); the task
+  is not part of the observation. ``reset``/``step`` before ``set_task`` raise
+  ``TaskNotSetError``. Envs pickle with their task, simulator state and RNG.
+
+Other keyword arguments go to the Gymnasium env (``reset_noise_scale``,
+``healthy_z_range``, ``exclude_current_positions_from_observation`` ...).
+
+Example:
+    >>> import gymnasium as gym, metarl
+    >>> env = gym.make("metarl/HalfCheetahVel-v0")
+    >>> metarl.tasks.seed_family(env, 0)
+    >>> env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
+    >>> obs, info = env.reset(seed=0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+from gymnasium import utils
+
+from metarl.envs.navigation import GoalTask
+from metarl.tasks import TaskNotSetError
+
+try:
+    import mujoco
+    from gymnasium.envs.mujoco.ant_v5 import AntEnv
+    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError("The MuJoCo task families need the `mujoco` package: pip install 'metarl[mujoco]' (or 'gymnasium[mujoco]').") from e
+
+HALF_CHEETAH_VELOCITY_RANGE = (0.0, 2.0)
+ANT_VELOCITY_RANGE = (0.0, 3.0)
+ANT_GOAL_RANGE = (-3.0, 3.0)
+HALF_CHEETAH_CTRL_COST = 0.05
+
+_SETTOTALMASS = "compiler attribute 'settotalmass' is deprecated"
+
+
+@dataclass(frozen=True)
+class VelocityTask:
+    """Run forward (+x) at ``velocity`` m/s."""
+
+    velocity: float
+
+
+@dataclass(frozen=True)
+class DirectionTask:
+    """Run along +x (``direction=1``) or -x (``direction=-1``)."""
+
+    direction: float
+
+
+@dataclass(frozen=True)
+class Direction2DTask:
+    """Run along the unit vector ``direction = (u_x, u_y)`` in the plane."""
+
+    direction: tuple[float, float]
+
+
+@contextlib.contextmanager
+def quiet_model_compiler() -> Iterator[None]:
+    """Swallow MuJoCo's ``settotalmass`` deprecation warning while a model compiles.
+
+    mujoco 4 prints it from C and appends it to ``MUJOCO_LOG.TXT`` in the working directory
+    on every load of Gymnasium's ``half_cheetah.xml``. A Python warning handler
+    (``mujoco.set_mju_user_warning``) replaces both the print and the log file. Any other
+    warning goes to the previous handler, or becomes a Python ``UserWarning``. The handler
+    is process-wide, so it is installed only for the duration of the ``with`` block.
+    """
+    previous: Callable[[str], None] | None = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if _SETTOTALMASS in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            warnings.warn(f"MuJoCo: {message}", UserWarning, stacklevel=2)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def coerce_task(task: Any, task_type: type, family: str) -> Any:
+    """``task`` as a ``task_type`` instance; a mapping of its fields is also accepted.
+
+    Raises:
+        TypeError: ``task`` is neither.
+    """
+    if isinstance(task, Mapping):
+        names = {f.name for f in fields(task_type)}
+        if set(task) != names:
+            raise TypeError(f"{family}.set_task got a mapping with keys {sorted(task)}; a {task_type.__name__} has {sorted(names)}.")
+        task = task_type(**task)
+    if not isinstance(task, task_type):
+        raise TypeError(f"{family}.set_task expects a {task_type.__name__} (from sample_tasks), got {task!r}.")
+    return task
+
+
+class MujocoTaskFamily:
+    """Task bookkeeping shared by the MuJoCo families; mix in before a Gymnasium ``MujocoEnv``.
+
+    Adds ``get_task``, the ``TaskNotSetError`` checks, clipping of actions to the action
+    space, quiet model loading, and pickling that keeps the task, the full ``MjData``
+    and the RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them).
+    Subclasses implement ``sample_tasks`` and ``_apply_task``.
+    """
+
+    _task: Any = None
+    # Provided by the Gymnasium MujocoEnv this class is mixed into.
+    model: Any
+    data: Any
+    action_space: Any
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
+        utils.EzPickle.__init__(self, **kwargs)  # type: ignore[arg-type]
+
+    def _initialize_simulation(self) -> tuple[Any, Any]:
+        with quiet_model_compiler():
+            return super()._initialize_simulation()  # type: ignore[misc]
+
+    def sample_tasks(self, n: int) -> list[Any]:
+        """Draw ``n`` tasks from ``self.np_random``."""
+        raise NotImplementedError
+
+    def set_task(self, task: Any) -> None:
+        """Make the env behave as ``task`` (from ``sample_tasks``, or a mapping of its fields)."""
+        self._task = self._apply_task(task)
+
+    def _apply_task(self, task: Any) -> Any:
+        """Validate ``task``, apply it to the env and return it as stored."""
+        raise NotImplementedError
+
+    def get_task(self) -> Any:
+        """The current task."""
+        self._require_task()
+        return self._task
+
+    def _require_task(self) -> None:
+        if self._task is None:
+            raise TaskNotSetError(f"{type(self).__name__} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step.")
+
+    def _check_n(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"sample_tasks needs n >= 1, got {n}.")
+
+    def _clip(self, action: Any) -> np.ndarray:
+        return np.clip(action, self.action_space.low, self.action_space.high)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if options and "task" in options:
+            self.set_task(options["task"])
+        self._require_task()
+        obs, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
+        return obs, {**info, "task": self._task}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
+        self._require_task()
+        obs, reward, terminated, truncated, info = super().step(self._clip(action))  # type: ignore[misc]
+        return obs, np.float64(reward), bool(terminated), truncated, {**info, "task": self._task}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(utils.EzPickle.__getstate__(self))  # type: ignore[arg-type]
+        state["metarl_task"] = self._task
+        state["metarl_data"] = self.data  # MjData pickles (with a copy of its model)
+        state["metarl_rng"] = (getattr(self, "_np_random", None), getattr(self, "_np_random_seed", None))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        task, data, (rng, rng_seed) = state.pop("metarl_task"), state.pop("metarl_data"), state.pop("metarl_rng")
+        utils.EzPickle.__setstate__(self, state)  # type: ignore[arg-type]  # rebuilds the env from its constructor arguments
+        if task is not None:
+            self.set_task(task)
+        mujoco.mj_copyData(self.data, self.model, data)
+        self._np_random, self._np_random_seed = rng, rng_seed
+
+
+# ---------------------------------------------------------------------------- HalfCheetah
+
+
+class _HalfCheetahFamily(MujocoTaskFamily, HalfCheetahEnv):
+    """HalfCheetah-v5 with a task-dependent forward term (see the module docstring).
+
+    Gymnasium's ``step`` computes ``v_x = (qpos[0]_after - qpos[0]_before) / dt`` and calls
+    ``_get_rew(v_x, action)``, which the families override.
+    """
+
+    def __init__(self, ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST, **kwargs: Any) -> None:
+        super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+
+    def _task_term(self, x_velocity: float) -> float:
+        raise NotImplementedError
+
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
+        forward_reward = self._task_term(x_velocity)
+        ctrl_cost = self.control_cost(action)
+        return forward_reward - ctrl_cost, {"reward_forward": forward_reward, "reward_ctrl": -ctrl_cost}
+
+
+class HalfCheetahVelEnv(_HalfCheetahFamily):
+    """HalfCheetah running at a target velocity (MAML's "HalfCheetah, goal velocity").
+
+    * task: ``VelocityTask(v*)``, ``v* ~ U[0, 2]`` m/s;
+    * reward: ``-|v_x - v*| - 0.05 * ||clip(a, -1, 1)||^2``, with ``v_x`` the finite
+      difference of ``qpos[0]`` (the ``rootx`` slide joint) over ``dt = 0.05``;
+    * observation: Gymnasium's HalfCheetah-v5 (17: ``qpos[1:]``, ``qvel``); actions in
+      ``[-1, 1]^6`` (clipped), gears 120/90/60/120/60/30; never terminates; horizon 200.
+    """
+
+    def sample_tasks(self, n: int) -> list[VelocityTask]:
+        """Draw ``n`` target velocities from U[0, 2] with ``self.np_random``."""
+        self._check_n(n)
+        return [VelocityTask(float(v)) for v in self.np_random.uniform(*HALF_CHEETAH_VELOCITY_RANGE, size=n)]
+
+    def _apply_task(self, task: Any) -> VelocityTask:
+        task = coerce_task(task, VelocityTask, type(self).__name__)
+        if not math.isfinite(task.velocity):
+            raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
+        return task
+
+    def _task_term(self, x_velocity: float) -> float:
+        return -abs(x_velocity - self._task.velocity)
+
+
+class HalfCheetahDirEnv(_HalfCheetahFamily):
+    """HalfCheetah running forward or backward (MAML's "HalfCheetah, forward/backward").
+
+    * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
+    * reward: ``d * v_x - 0.05 * ||clip(a, -1, 1)||^2``, ``v_x`` as in ``HalfCheetahVelEnv``;
+    * observation, actions, termination and horizon as ``HalfCheetahVelEnv``.
+    """
+
+    def sample_tasks(self, n: int) -> list[DirectionTask]:
+        """Draw ``n`` directions from {-1, +1} with ``self.np_random``."""
+        self._check_n(n)
+        return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
+
+    def _apply_task(self, task: Any) -> DirectionTask:
+        task = coerce_task(task, DirectionTask, type(self).__name__)
+        if task.direction not in (-1.0, 1.0):
+            raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
+        return task
+
+    def _task_term(self, x_velocity: float) -> float:
+        return self._task.direction * x_velocity
+
+
+# ---------------------------------------------------------------------------- Ant
+
+
+class _AntFamily(MujocoTaskFamily, AntEnv):
+    """Ant-v5 with a task-dependent forward term (see the module docstring).
+
+    ``reward = (task_term + survive) - (ctrl_cost + contact_cost)``, grouped as Gymnasium's
+    Ant-v5 so that ``AntDir`` with ``d = +1`` gives Ant-v5's reward bit for bit.
+    """
+
+    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
+        self._require_task()
+        action = self._clip(action)
+        xy_before = self.data.body(self._main_body).xpos[:2].copy()
+        self.do_simulation(action, self.frame_skip)
+        xy_after = self.data.body(self._main_body).xpos[:2].copy()
+        xy_velocity = (xy_after - xy_before) / self.dt
+
+        observation = self._get_obs()
+        task_reward = self._task_term(xy_after, xy_velocity)
+        healthy_reward = self.healthy_reward
+        ctrl_cost = self.control_cost(action)
+        contact_cost = self.contact_cost
+        reward = (task_reward + healthy_reward) - (ctrl_cost + contact_cost)
+        terminated = (not self.is_healthy) and self._terminate_when_unhealthy
+        info = {
+            "x_position": self.data.qpos[0],
+            "y_position": self.data.qpos[1],
+            "x_velocity": xy_velocity[0],
+            "y_velocity": xy_velocity[1],
+            "reward_forward": task_reward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_contact": -contact_cost,
+            "reward_survive": healthy_reward,
+            "task": self._task,
+        }
+        return observation, np.float64(reward), bool(terminated), False, info
+
+
+class AntVelEnv(_AntFamily):
+    """Ant running along +x at a target velocity.
+
+    * task: ``VelocityTask(v*)``, ``v* ~ U[0, 3]`` m/s;
+    * reward: ``-|v_x - v*| + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+      ``v_x`` the finite difference of the torso's ``xpos[0]`` over ``dt = 0.05``;
+    * observation: Gymnasium's Ant-v5 (105: ``qpos[2:]``, ``qvel``, clipped ``cfrc_ext[1:]``);
+      actions in ``[-1, 1]^8`` (clipped), gear 150; terminates when the torso height
+      leaves [0.2, 1.0]; horizon 200.
+    """
+
+    def sample_tasks(self, n: int) -> list[VelocityTask]:
+        """Draw ``n`` target velocities from U[0, 3] with ``self.np_random``."""
+        self._check_n(n)
+        return [VelocityTask(float(v)) for v in self.np_random.uniform(*ANT_VELOCITY_RANGE, size=n)]
+
+    def _apply_task(self, task: Any) -> VelocityTask:
+        task = coerce_task(task, VelocityTask, type(self).__name__)
+        if not math.isfinite(task.velocity):
+            raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
+        return task
+
+    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+        return -abs(xy_velocity[0] - self._task.velocity)
+
+
+class AntDirEnv(_AntFamily):
+    """Ant running forward or backward along x (MAML's "Ant, forward/backward").
+
+    * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
+    * reward: ``d * v_x + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``;
+    * observation, actions, termination and horizon as ``AntVelEnv``.
+    """
+
+    def sample_tasks(self, n: int) -> list[DirectionTask]:
+        """Draw ``n`` directions from {-1, +1} with ``self.np_random``."""
+        self._check_n(n)
+        return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
+
+    def _apply_task(self, task: Any) -> DirectionTask:
+        task = coerce_task(task, DirectionTask, type(self).__name__)
+        if task.direction not in (-1.0, 1.0):
+            raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
+        return task
+
+    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+        return self._task.direction * xy_velocity[0]
+
+
+class AntDir2DEnv(_AntFamily):
+    """Ant running in a direction of the plane (ProMP's ``AntRandDirec2DEnv``).
+
+    * task: ``Direction2DTask(u)``, ``u = (cos t, sin t)`` with ``t ~ U[0, 2 pi)``;
+    * reward: ``u . (v_x, v_y) + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+      the velocity from the torso's ``xpos[:2]``;
+    * observation, actions, termination and horizon as ``AntVelEnv``.
+    """
+
+    def sample_tasks(self, n: int) -> list[Direction2DTask]:
+        """Draw ``n`` unit directions (uniform angle) with ``self.np_random``."""
+        self._check_n(n)
+        angles = self.np_random.uniform(0.0, 2.0 * np.pi, size=n)
+        return [Direction2DTask((float(np.cos(t)), float(np.sin(t)))) for t in angles]
+
+    def _apply_task(self, task: Any) -> Direction2DTask:
+        task = coerce_task(task, Direction2DTask, type(self).__name__)
+        u = np.asarray(task.direction, dtype=np.float64)
+        if u.shape != (2,) or not abs(float(np.hypot(*u)) - 1.0) < 1e-6:
+            raise ValueError(f"{type(self).__name__}: the direction must be a unit vector (u_x, u_y), got {task.direction}.")
+        return Direction2DTask((float(u[0]), float(u[1])))
+
+    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+        u_x, u_y = self._task.direction
+        return u_x * xy_velocity[0] + u_y * xy_velocity[1]
+
+
+class AntGoalEnv(_AntFamily):
+    """Ant walking to a goal position in the plane (ProMP's ``AntRandGoalEnv``).
+
+    * task: ``GoalTask((g_x, g_y))``, ``g ~ U[-3, 3]^2``;
+    * reward: ``-(|x - g_x| + |y - g_y|) + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+      ``(x, y)`` the torso's ``xpos[:2]`` after the step;
+    * observation: as ``AntVelEnv`` but *with* the torso's ``qpos[:2]`` (107 values), since the
+      policy needs its position to find a goal (pytorch-maml-rl and ProMP include it too);
+      actions, termination and horizon as ``AntVelEnv``.
+    """
+
+    def __init__(self, exclude_current_positions_from_observation: bool = False, **kwargs: Any) -> None:
+        super().__init__(exclude_current_positions_from_observation=exclude_current_positions_from_observation, **kwargs)
+
+    def sample_tasks(self, n: int) -> list[GoalTask]:
+        """Draw ``n`` goals from U[-3, 3]^2 with ``self.np_random``."""
+        self._check_n(n)
+        return [GoalTask((float(x), float(y))) for x, y in self.np_random.uniform(*ANT_GOAL_RANGE, size=(n, 2))]
+
+    def _apply_task(self, task: Any) -> GoalTask:
+        task = coerce_task(task, GoalTask, type(self).__name__)
+        goal = np.asarray(task.goal, dtype=np.float64)
+        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"{type(self).__name__}: the goal must be a finite (x, y), got {task.goal}.")
+        return GoalTask((float(goal[0]), float(goal[1])))
+
+    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+        g_x, g_y = self._task.goal
+        return -(abs(xy_position[0] - g_x) + abs(xy_position[1] - g_y))
+
+
+__all__ = [
+    "AntDir2DEnv",
+    "AntDirEnv",
+    "AntGoalEnv",
+    "AntVelEnv",
+    "Direction2DTask",
+    "DirectionTask",
+    "GoalTask",
+    "HalfCheetahDirEnv",
+    "HalfCheetahVelEnv",
+    "MujocoTaskFamily",
+    "VelocityTask",
+    "quiet_model_compiler",
+]

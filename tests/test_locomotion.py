@@ -1,0 +1,422 @@
+"""MuJoCo locomotion families: rewards recomputed from the simulator state, agreement with
+Gymnasium's v5 envs, task sampling, pickling, the env checker, registration, the sampler."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+mujoco = pytest.importorskip("mujoco")
+
+import gymnasium as gym  # noqa: E402
+import torch  # noqa: E402
+from gymnasium.envs.mujoco.ant_v5 import AntEnv  # noqa: E402
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
+from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+import metarl  # noqa: E402,F401  (registers the families)
+from metarl.envs.locomotion import (  # noqa: E402
+    AntDir2DEnv,
+    AntDirEnv,
+    AntGoalEnv,
+    AntVelEnv,
+    Direction2DTask,
+    DirectionTask,
+    GoalTask,
+    HalfCheetahDirEnv,
+    HalfCheetahVelEnv,
+    VelocityTask,
+    quiet_model_compiler,
+)
+from metarl.policies import make_policy  # noqa: E402
+from metarl.sampler import Sampler  # noqa: E402
+from metarl.tasks import TaskNotSetError, make_family, seed_family  # noqa: E402
+
+FAMILIES = {
+    "HalfCheetahVel": (HalfCheetahVelEnv, VelocityTask(1.3), 17, 6),
+    "HalfCheetahDir": (HalfCheetahDirEnv, DirectionTask(-1.0), 17, 6),
+    "AntVel": (AntVelEnv, VelocityTask(2.1), 105, 8),
+    "AntDir": (AntDirEnv, DirectionTask(-1.0), 105, 8),
+    "AntDir2D": (AntDir2DEnv, Direction2DTask((0.6, -0.8)), 105, 8),
+    "AntGoal": (AntGoalEnv, GoalTask((1.5, -2.5)), 107, 8),
+}
+ANTS = [name for name in FAMILIES if name.startswith("Ant")]
+HALF_CHEETAH_PATH = str(Path(gym.envs.mujoco.__file__).parent / "assets" / "half_cheetah.xml")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(name: str, **kwargs: Any) -> Any:
+    cls, task, *_ = FAMILIES[name]
+    env = cls(**kwargs)
+    env.set_task(task)
+    return env
+
+
+def actions(n: int, dim: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-scale, scale, size=(n, dim)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+@pytest.mark.parametrize("name", ["HalfCheetahVel", "HalfCheetahDir"])
+def test_half_cheetah_reward_is_the_task_term_of_the_rootx_finite_difference(name: str) -> None:
+    env = make(name)
+    task = env.get_task()
+    env.reset(seed=0)
+    assert env.dt == pytest.approx(0.05) and env.frame_skip == 5
+    fd_differs_from_qvel = False
+    for a in actions(6, 6, scale=1.5):  # some components out of [-1, 1]: the cost uses the clipped action
+        x_before = float(env.data.qpos[0])
+        _, reward, terminated, truncated, info = env.step(a)
+        v_x = (float(env.data.qpos[0]) - x_before) / 0.05
+        ctrl = 0.05 * float(np.sum(np.clip(a, -1.0, 1.0).astype(np.float64) ** 2))
+        task_term = -abs(v_x - task.velocity) if name == "HalfCheetahVel" else task.direction * v_x
+        # abs 1e-6: Gymnasium sums the squares of the float32 action in float32.
+        assert reward == pytest.approx(task_term - ctrl, rel=0, abs=1e-6)
+        assert info["reward_ctrl"] == pytest.approx(-ctrl, rel=0, abs=1e-6)
+        assert not terminated and not truncated
+        fd_differs_from_qvel |= abs(v_x - float(env.data.qvel[0])) > 1e-3
+    assert fd_differs_from_qvel  # so the check above tells the finite difference from qvel[0]
+
+
+@pytest.mark.parametrize("name", ANTS)
+def test_ant_reward_is_task_term_plus_gymnasium_survive_ctrl_and_contact_terms(name: str) -> None:
+    env = make(name)
+    task = env.get_task()
+    env.reset(seed=1)
+    assert env.dt == pytest.approx(0.05)
+    torso = env.data.body("torso")
+    xpos_differs_from_qpos = contact_seen = False
+    for a in actions(20, 8, seed=1, scale=1.5):
+        xy_before, q_before = torso.xpos[:2].copy(), env.data.qpos[:2].copy()
+        _, reward, terminated, _, _ = env.step(a)
+        xy = torso.xpos[:2].copy()
+        v = (xy - xy_before) / 0.05
+        if name == "AntVel":
+            task_term = -abs(v[0] - task.velocity)
+        elif name == "AntDir":
+            task_term = task.direction * v[0]
+        elif name == "AntDir2D":
+            task_term = task.direction[0] * v[0] + task.direction[1] * v[1]
+        else:
+            task_term = -(abs(xy[0] - task.goal[0]) + abs(xy[1] - task.goal[1]))
+        z = float(env.data.qpos[2])
+        healthy = 0.2 <= z <= 1.0 and bool(np.all(np.isfinite(env.state_vector())))
+        ctrl = 0.5 * float(np.sum(np.clip(a, -1.0, 1.0).astype(np.float64) ** 2))
+        contact = 5e-4 * float(np.sum(np.clip(env.data.cfrc_ext, -1.0, 1.0) ** 2))
+        contact_seen |= contact > 0
+        assert reward == pytest.approx(task_term + float(healthy) - ctrl - contact, rel=0, abs=1e-6)  # float32 ctrl sum
+        assert terminated == (not healthy)
+        q_v = (env.data.qpos[:2] - q_before) / 0.05
+        xpos_differs_from_qpos |= bool(np.max(np.abs(v - q_v)) > 1e-5)
+    assert xpos_differs_from_qpos  # the reward uses body xpos, which lags qpos by a substep
+    assert contact_seen  # the contact term was live (the feet touch the floor now and then)
+
+
+def test_ant_terminates_when_the_torso_leaves_the_healthy_height() -> None:
+    env = make("AntVel", healthy_z_range=(0.2, 0.5))  # the torso starts at 0.75
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(8, dtype=np.float32))
+    assert terminated and info["reward_survive"] == 0.0
+    env = make("AntVel")
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(np.zeros(8, dtype=np.float32))
+    assert not terminated and info["reward_survive"] == 1.0
+
+
+def test_half_cheetah_dir_forward_equals_gymnasium_half_cheetah_v5() -> None:
+    """d = +1 with the same control weight is Gymnasium's HalfCheetah-v5, bit for bit;
+    out-of-range actions give the same physics, and a cost on the clipped action."""
+    env = HalfCheetahDirEnv()
+    env.set_task(DirectionTask(1.0))
+    with quiet_model_compiler():
+        ref = HalfCheetahEnv(ctrl_cost_weight=0.05)
+    obs, _ = env.reset(seed=3)
+    ref_obs, _ = ref.reset(seed=3)
+    assert np.array_equal(obs, ref_obs)
+    for i, a in enumerate(actions(20, 6, seed=3, scale=1.5)):
+        obs, reward, *_ = env.step(a)
+        ref_obs, ref_reward, *_ = ref.step(a)
+        assert np.array_equal(obs, ref_obs), i
+        clipped = np.clip(a, -1.0, 1.0)
+        if np.array_equal(a, clipped):
+            assert reward == ref_reward, i
+        else:
+            excess = 0.05 * float(np.sum(a.astype(np.float64) ** 2) - np.sum(clipped.astype(np.float64) ** 2))
+            assert excess > 0 and reward - ref_reward == pytest.approx(excess, rel=0, abs=1e-6), i  # float32 sums
+
+
+def test_ant_dir_forward_equals_gymnasium_ant_v5() -> None:
+    env = AntDirEnv()
+    env.set_task(DirectionTask(1.0))
+    ref = AntEnv()
+    obs, _ = env.reset(seed=4)
+    ref_obs, _ = ref.reset(seed=4)
+    assert np.array_equal(obs, ref_obs)
+    for i, a in enumerate(actions(30, 8, seed=4)):
+        obs, reward, terminated, _, _ = env.step(a)
+        ref_obs, ref_reward, ref_terminated, _, _ = ref.step(a)
+        assert np.array_equal(obs, ref_obs) and reward == ref_reward and terminated == ref_terminated, i
+
+
+def test_ant_goal_observes_its_position_and_the_others_do_not() -> None:
+    goal_env, vel_env = make("AntGoal"), make("AntVel")
+    goal_obs, _ = goal_env.reset(seed=0)
+    vel_obs, _ = vel_env.reset(seed=0)
+    assert goal_obs.shape == (107,) and vel_obs.shape == (105,)
+    np.testing.assert_array_equal(goal_obs[:2], goal_env.data.qpos[:2])
+    np.testing.assert_array_equal(goal_obs[2:], vel_obs)  # same seed, same state, plus (x, y)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tasks_come_from_the_env_rng(name: str) -> None:
+    cls = FAMILIES[name][0]
+
+    def draw(seed: int, global_seed: int) -> list[Any]:
+        env = cls()
+        seed_family(env, seed)
+        np.random.seed(global_seed)
+        return env.sample_tasks(4)
+
+    a = draw(0, 1)
+    assert draw(0, 2) == a  # same seed, whatever the global RNG
+    assert draw(1, 1) != a
+    assert all(type(t) is type(FAMILIES[name][1]) for t in a)
+    with pytest.raises(ValueError, match="n >= 1"):
+        cls().sample_tasks(0)
+
+
+def test_task_distributions() -> None:
+    def sample(cls: type, n: int = 400) -> list[Any]:
+        env = cls()
+        seed_family(env, 0)
+        return env.sample_tasks(n)
+
+    v = np.array([t.velocity for t in sample(HalfCheetahVelEnv)])
+    assert v.min() >= 0 and v.max() <= 2 and v.min() < 0.1 and v.max() > 1.9
+    v = np.array([t.velocity for t in sample(AntVelEnv)])
+    assert v.min() >= 0 and v.max() <= 3 and v.min() < 0.1 and v.max() > 2.9
+    for cls in (HalfCheetahDirEnv, AntDirEnv):
+        d = np.array([t.direction for t in sample(cls)])
+        assert set(d.tolist()) == {-1.0, 1.0} and 0.4 < (d > 0).mean() < 0.6
+    u = np.array([t.direction for t in sample(AntDir2DEnv)])
+    np.testing.assert_allclose(np.hypot(u[:, 0], u[:, 1]), 1.0, rtol=1e-12)
+    assert all(((u[:, 0] > 0) == sx).any() and ((u[:, 1] > 0) == sy).any() for sx in (True, False) for sy in (True, False))
+    g = np.array([t.goal for t in sample(AntGoalEnv)])
+    assert g.min() >= -3 and g.max() <= 3 and g.min() < -2.9 and g.max() > 2.9
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_reset_and_step_before_set_task_raise(name: str) -> None:
+    env = FAMILIES[name][0]()
+    with pytest.raises(TaskNotSetError, match="call env.set_task"):
+        env.reset()
+    with pytest.raises(TaskNotSetError, match="call env.set_task"):
+        env.step(np.zeros(FAMILIES[name][3], dtype=np.float32))
+    with pytest.raises(TaskNotSetError, match="call env.set_task"):
+        env.get_task()
+
+
+def test_set_task_validates_and_accepts_mappings() -> None:
+    env = HalfCheetahVelEnv()
+    env.set_task({"velocity": 0.5})
+    assert env.get_task() == VelocityTask(0.5)
+    with pytest.raises(TypeError, match="expects a VelocityTask"):
+        env.set_task(DirectionTask(1.0))
+    with pytest.raises(TypeError, match="keys"):
+        env.set_task({"goal": 1.0})
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        HalfCheetahDirEnv().set_task(DirectionTask(0.5))
+    with pytest.raises(ValueError, match="unit vector"):
+        AntDir2DEnv().set_task(Direction2DTask((1.0, 1.0)))
+    goal_env = AntGoalEnv()
+    goal_env.set_task({"goal": [1, 2]})
+    assert goal_env.get_task() == GoalTask((1.0, 2.0))
+
+
+def test_reset_options_set_the_task_and_info_reports_it() -> None:
+    env = HalfCheetahVelEnv()
+    _, info = env.reset(seed=0, options={"task": VelocityTask(0.7)})
+    assert info["task"] == VelocityTask(0.7) == env.get_task()
+    assert env.step(np.zeros(6, dtype=np.float32))[4]["task"] == VelocityTask(0.7)
+
+
+# ----------------------------------------------------------------------------- env API
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space m.*:UserWarning")  # unbounded by design
+@pytest.mark.parametrize("name", FAMILIES)
+def test_env_checker_passes_after_set_task(name: str) -> None:
+    env = make(name)
+    check_env(env, skip_render_check=True)
+    assert env.get_task() == FAMILIES[name][1]
+    assert env.observation_space.shape == (FAMILIES[name][2],) and env.action_space.shape == (FAMILIES[name][3],)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_pickled_env_keeps_task_state_and_rng_and_steps_identically(name: str) -> None:
+    env = gym.make(f"metarl/{name}-v0")
+    base = env.unwrapped
+    base.set_task(FAMILIES[name][1])
+    env.reset(seed=5)
+    acts = actions(10, FAMILIES[name][3], seed=5)
+    for a in acts[:3]:
+        env.step(a)
+    copy = pickle.loads(pickle.dumps(env))
+    assert copy.unwrapped.get_task() == base.get_task()
+    assert copy.unwrapped.data is not base.data
+    for i, a in enumerate(acts[3:]):
+        out, out_copy = env.step(a), copy.step(a)
+        assert np.array_equal(out[0], out_copy[0]) and out[1:4] == out_copy[1:4], i
+    # The RNG came along too: the next unseeded reset draws the same initial state.
+    assert np.array_equal(env.reset()[0], copy.reset()[0])
+    # An unpickled env without a task still refuses to run.
+    fresh = pickle.loads(pickle.dumps(FAMILIES[name][0]()))
+    with pytest.raises(TaskNotSetError):
+        fresh.reset()
+
+
+def test_registered_with_horizon_200_and_configurable() -> None:
+    for name in FAMILIES:
+        spec = gym.spec(f"metarl/{name}-v0")
+        assert spec.max_episode_steps == 200, name
+    env = gym.make("metarl/HalfCheetahVel-v0", max_episode_steps=7)
+    env.unwrapped.set_task(VelocityTask(1.0))
+    env.reset(seed=0)
+    dones = [env.step(np.zeros(6, dtype=np.float32))[3] for _ in range(7)]
+    assert dones == [False] * 6 + [True]
+
+
+def test_model_loads_do_not_print_or_write_mujoco_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    libc = ctypes.CDLL(None)  # MuJoCo prints with C stdio: flush it before reading the captured fds
+    # Control: a plain load of Gymnasium's half_cheetah.xml warns (stderr and MUJOCO_LOG.TXT).
+    mujoco.MjModel.from_xml_path(HALF_CHEETAH_PATH)
+    libc.fflush(None)
+    if not (tmp_path / "MUJOCO_LOG.TXT").exists():
+        pytest.skip("this mujoco does not warn about settotalmass (it started in mujoco 4)")
+    control = capfd.readouterr()
+    assert "settotalmass" in control.out + control.err
+    os.remove(tmp_path / "MUJOCO_LOG.TXT")
+
+    seen: list[str] = []
+
+    def user_handler(message: str) -> None:  # a user's own handler
+        seen.append(message)
+
+    mujoco.set_mju_user_warning(user_handler)
+    try:
+        for name in ("HalfCheetahVel", "HalfCheetahDir"):
+            make(name).reset(seed=0)
+        gym.make("metarl/HalfCheetahVel-v0")
+        assert mujoco.get_mju_user_warning() is user_handler  # restored after each load
+    finally:
+        mujoco.set_mju_user_warning(None)
+    libc.fflush(None)
+    out = capfd.readouterr()
+    assert "settotalmass" not in out.out + out.err
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert seen == []  # the deprecation is swallowed, not forwarded
+
+
+def test_metarl_imports_without_mujoco_and_making_a_family_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['mujoco'] = None\n"
+        "import gymnasium as gym, metarl\n"
+        "assert 'metarl/HalfCheetahVel-v0' in gym.registry\n"
+        "gym.make('metarl/Navigation2D-v0')\n"
+        "try:\n"
+        "    gym.make('metarl/HalfCheetahVel-v0')\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'metarl[mujoco]'" in out.stdout
+
+
+# ----------------------------------------------------------------------------- sampler
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_sampler_runs_the_family_through_the_gymnasium_vector_fallback(name: str) -> None:
+    env = make_family(name)
+    assert getattr(env.unwrapped, "make_batched", None) is None  # no native batch yet
+    seed_family(env, 0)
+    tasks = env.unwrapped.sample_tasks(2)
+    torch.manual_seed(0)
+    policy = make_policy(env.observation_space, env.action_space, (8,), "tanh")
+    sampler = Sampler(name, policy, horizon=10, seed=0)
+    episodes = sampler.sample(policy.get_params(), tasks, episodes_per_task=2)
+    sampler.close()
+    obs_dim, act_dim = FAMILIES[name][2], FAMILIES[name][3]
+    assert episodes.observations.shape == (2, 2, 10, obs_dim)
+    assert episodes.actions.shape == (2, 2, 10, act_dim)
+    assert episodes.rewards.shape == episodes.mask.shape == (2, 2, 10)
+    assert torch.isfinite(episodes.rewards).all()
+    if name.startswith("HalfCheetah"):
+        assert bool((episodes.mask == 1).all())
+    # Each episode starts from its own noisy initial state.
+    first = episodes.observations[:, :, 0].reshape(4, obs_dim)
+    assert torch.unique(first, dim=0).shape[0] == 4
+
+
+def replay_matches_sampler(family: str, env_kwargs: dict[str, Any], horizon: int) -> list[int]:
+    """Sample with zero reset noise, replay every episode's actions in a fresh env, check that
+    observations, rewards and the end of the mask agree exactly. Returns the episode lengths."""
+    kwargs = {"reset_noise_scale": 0.0, **env_kwargs}
+    env = make_family(family, **kwargs)
+    seed_family(env, 0)
+    tasks = env.unwrapped.sample_tasks(2)
+    torch.manual_seed(0)
+    policy = make_policy(env.observation_space, env.action_space, (8,), "tanh")
+    sampler = Sampler(family, policy, horizon=horizon, seed=0, env_kwargs=kwargs)
+    ep = sampler.sample(policy.get_params(), tasks, episodes_per_task=2)
+    sampler.close()
+    t_total = ep.rewards.shape[-1]
+    lengths = []
+    for k in range(2):
+        for n in range(2):
+            mask = ep.mask[k, n]
+            length = int(mask.sum())
+            assert torch.equal(mask[:length], torch.ones(length)) and not mask[length:].any()  # 1...1 0...0
+            replay = make_family(family, **kwargs)
+            replay.unwrapped.set_task(tasks[k])
+            obs, _ = replay.reset(seed=0)
+            ended = None
+            for t in range(t_total):
+                assert np.array_equal(obs.astype(np.float32), ep.observations[k, n, t].numpy()), (k, n, t)
+                obs, reward, terminated, truncated, _ = replay.step(ep.actions[k, n, t].numpy())
+                assert np.float32(reward) == ep.rewards[k, n, t].item(), (k, n, t)
+                if terminated or truncated:
+                    ended = t
+                    break
+            assert length == (ended + 1 if ended is not None else horizon), (k, n, length, ended)
+            lengths.append(length)
+    return lengths
+
+
+def test_sampler_masks_ant_episodes_from_their_termination_on() -> None:
+    lengths = replay_matches_sampler("AntVel", {"healthy_z_range": (0.2, 0.8)}, horizon=40)
+    assert min(lengths) < 40  # some episode did terminate early
+    assert len(set(lengths)) > 1  # ... and not all at once: the batch kept stepping the others
