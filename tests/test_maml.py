@@ -446,3 +446,11 @@ def test_detach_params_cuts_the_graph() -> None:
     for n in params:
         assert not detached[n].requires_grad
         torch.testing.assert_close(detached[n], 2 * params[n].detach())
+
+
+def test_subsample_coarser_than_the_batch_keeps_the_first_episode() -> None:
+    batch = process_episodes(make_episodes(1), gamma=0.95, gae_lambda=0.9)
+    sub = batch.subsample(N + 3)
+    assert sub.episodes_per_task == 1
+    torch.testing.assert_close(sub.obs, batch.obs.reshape(K, N, T, OBS_DIM)[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(sub.weights.sum(-1), torch.ones(K, dtype=DT))
