@@ -182,3 +182,13 @@ def test_validate_returns_self_and_catches_direct_mutation() -> None:
     cfg.cg_iters = 0
     with pytest.raises(ConfigError, match="cg_iters must be a positive integer"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_every_packaged_config_loads_and_names_a_registered_family(name: str) -> None:
+    from metarl.tasks import resolve_family_id
+
+    cfg = load_config(name)
+    assert resolve_family_id(cfg.family).startswith("metarl/")
+    if cfg.family != "Navigation2D":  # the locomotion configs use the published settings
+        assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.fast_lr, cfg.max_kl, cfg.hidden_sizes) == (40, 20, 0.1, 0.01, [64, 64])
