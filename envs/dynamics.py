@@ -20,7 +20,9 @@ others keep their defaults) and ``log_scale_limit`` the exponent's range (defaul
 construction (never compounding), then ``mj_setConst`` recomputes the constants that
 depend on masses and inertias (subtree masses, ``*_invweight0`` used by the constraint
 solver, ``actuator_acc0``), which ProMP's mujoco-py code left stale. A task takes effect
-at the next step; the sampler sets tasks before resetting.
+at the next step; the sampler sets tasks before resetting. The batched backend
+(``make_batched``, ``metarl.envs.mujoco_batch``) runs each task on its own copy of the
+model, made by the same code (``task_models``), shared by that task's episodes.
 
 Reward, observation, action space, reset noise and termination are those of the
 Gymnasium v5 env (the plain forward-running reward), with actions clipped to the
@@ -43,6 +45,7 @@ motor gears of the Gymnasium models.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
@@ -93,7 +96,7 @@ class RandParamsFamily(MujocoTaskFamily):
     Args:
         rand_params: Which of ``RAND_PARAMS`` vary across tasks.
         log_scale_limit: Exponents are drawn from ``U(-log_scale_limit, log_scale_limit)``.
-        **kwargs: Passed to the Gymnasium env.
+        **kwargs: Passed to ``MujocoTaskFamily`` (``batch_threads``) and the Gymnasium env.
 
     Raises:
         ValueError: An unknown name in ``rand_params`` or a negative ``log_scale_limit``.
@@ -124,27 +127,54 @@ class RandParamsFamily(MujocoTaskFamily):
             tasks.append(DynamicsTask(**multipliers))
         return tasks
 
-    def _apply_task(self, task: Any) -> DynamicsTask:
+    def validate_task(self, task: Any) -> DynamicsTask:
         if isinstance(task, Mapping):
             task = _task_from_mapping(task)
         task = coerce_task(task, DynamicsTask, type(self).__name__)
-        new_values = {}
         for name in RAND_PARAMS:
             default = self.default_params[name]
             multiplier = task.multiplier(name)
             if multiplier is None:
-                new_values[name] = default
                 continue
             if multiplier.shape != default.shape:
                 raise ValueError(f"{type(self).__name__}: {name} multipliers have shape {multiplier.shape}, the model needs {default.shape}.")
             if not np.all(np.isfinite(multiplier) & (multiplier > 0)):
                 raise ValueError(f"{type(self).__name__}: {name} multipliers must be finite and positive.")
-            new_values[name] = default * multiplier
-        for name, value in new_values.items():
-            getattr(self.model, name)[:] = value
-        # A scratch MjData: mj_setConst runs kinematics at qpos0, which would clobber self.data.
-        mujoco.mj_setConst(self.model, mujoco.MjData(self.model))
         return task
+
+    def task_parameters(self, task: DynamicsTask) -> dict[str, np.ndarray]:
+        """The model parameters of a validated ``task``: ``default * multiplier`` per name of
+        ``RAND_PARAMS`` (the default where the task leaves a parameter unchanged)."""
+        values = {}
+        for name in RAND_PARAMS:
+            multiplier = task.multiplier(name)
+            values[name] = self.default_params[name] if multiplier is None else self.default_params[name] * multiplier
+        return values
+
+    def write_task(self, model: mujoco.MjModel, task: DynamicsTask) -> None:
+        """Write a validated ``task``'s parameters into ``model`` (a model of this robot) and
+        recompute its derived constants; ``set_task`` and the batched backend's per-task
+        models both go through here."""
+        for name, value in self.task_parameters(task).items():
+            getattr(model, name)[:] = value
+        # A scratch MjData: mj_setConst runs kinematics at qpos0, which would clobber self.data.
+        mujoco.mj_setConst(model, mujoco.MjData(model))
+
+    def task_models(self, tasks: Sequence[DynamicsTask]) -> list[mujoco.MjModel]:
+        """One ``MjModel`` per task (copies of this env's model), as ``set_task`` would make it.
+
+        Raises:
+            TypeError, ValueError: A task is invalid (as ``set_task``).
+        """
+        models = []
+        for task in tasks:
+            model = copy.copy(self.model)
+            self.write_task(model, self.validate_task(task))
+            models.append(model)
+        return models
+
+    def _apply_task(self, task: DynamicsTask) -> None:
+        self.write_task(self.model, task)
 
 
 def _task_from_mapping(task: Mapping[str, Any]) -> DynamicsTask:

@@ -43,6 +43,12 @@ Common to all families:
 * Tasks come from ``self.np_random`` (seed it with ``metarl.tasks.seed_family``); the task
   is not part of the observation. ``reset``/``step`` before ``set_task`` raise
   ``TaskNotSetError``. Envs pickle with their task, simulator state and RNG.
+* **Batched**: ``make_batched(tasks, episodes_per_task)`` returns the native batched
+  backend (``metarl.envs.mujoco_batch.BatchedMujocoEnv``), which the sampler uses: all
+  episodes stepped at once by MuJoCo's multithreaded ``mujoco.batch.Batch``, with the
+  same observations, rewards and terminations as this env. Each family's task term is one
+  vectorized function (``task_term``) shared by both. ``batch_threads`` (constructor
+  argument, default: every CPU core) sets the batch's MuJoCo threads.
 
 Other keyword arguments go to the Gymnasium env (``reset_noise_scale``,
 ``healthy_z_range``, ``exclude_current_positions_from_observation`` ...).
@@ -60,8 +66,8 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator, Mapping
+from dataclasses import astuple, dataclass, fields
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from gymnasium import utils
@@ -75,6 +81,9 @@ try:
     from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError("The MuJoCo task families need the `mujoco` package: pip install 'metarl[mujoco]' (or 'gymnasium[mujoco]').") from e
+
+if TYPE_CHECKING:
+    from metarl.envs.mujoco_batch import BatchedMujocoEnv
 
 HALF_CHEETAH_VELOCITY_RANGE = (0.0, 2.0)
 ANT_VELOCITY_RANGE = (0.0, 3.0)
@@ -148,13 +157,29 @@ def coerce_task(task: Any, task_type: type, family: str) -> Any:
     return task
 
 
+def task_vector(task: Any) -> np.ndarray:
+    """A goal-family task as a flat float64 vector of its fields, in declaration order:
+    ``VelocityTask(v)`` -> ``[v]``, ``Direction2DTask((u_x, u_y))`` -> ``[u_x, u_y]``, ..."""
+    return np.asarray(astuple(task), dtype=np.float64).reshape(-1)
+
+
 class MujocoTaskFamily:
     """Task bookkeeping shared by the MuJoCo families; mix in before a Gymnasium ``MujocoEnv``.
 
     Adds ``get_task``, the ``TaskNotSetError`` checks, clipping of actions to the action
-    space, quiet model loading, and pickling that keeps the task, the full ``MjData``
-    and the RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them).
-    Subclasses implement ``sample_tasks`` and ``_apply_task``.
+    space, quiet model loading, pickling that keeps the task, the full ``MjData`` and the
+    RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them), and the
+    native batched backend (``make_batched``). Subclasses implement ``sample_tasks`` and
+    ``validate_task``, and ``_apply_task`` if a task changes the env itself. A goal family
+    (the task is only in the reward) also has a static ``task_term``, its reward's task
+    term vectorized over leading dimensions, which the single env and the batched backend
+    both call: HalfCheetah ``task_term(task [..., p], x_velocity [...])``, Ant
+    ``task_term(task [..., p], xy_position [..., 2], xy_velocity [..., 2])``, with ``task``
+    from ``task_vector``. Families without one (dynamics) keep Gymnasium's forward reward.
+
+    Args:
+        batch_threads: MuJoCo threads of the batched backend (``None``: every CPU core).
+        **kwargs: Passed to the Gymnasium env.
     """
 
     _task: Any = None
@@ -163,10 +188,13 @@ class MujocoTaskFamily:
     data: Any
     action_space: Any
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, batch_threads: int | None = None, **kwargs: Any) -> None:
+        if batch_threads is not None and batch_threads < 1:
+            raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
         super().__init__(**kwargs)
+        self.batch_threads = batch_threads
         # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
-        utils.EzPickle.__init__(self, **kwargs)  # type: ignore[arg-type]
+        utils.EzPickle.__init__(self, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]
 
     def _initialize_simulation(self) -> tuple[Any, Any]:
         with quiet_model_compiler():
@@ -178,11 +206,36 @@ class MujocoTaskFamily:
 
     def set_task(self, task: Any) -> None:
         """Make the env behave as ``task`` (from ``sample_tasks``, or a mapping of its fields)."""
-        self._task = self._apply_task(task)
+        task = self.validate_task(task)
+        self._apply_task(task)
+        self._task = task
 
-    def _apply_task(self, task: Any) -> Any:
-        """Validate ``task``, apply it to the env and return it as stored."""
+    def validate_task(self, task: Any) -> Any:
+        """``task`` as this family's task type, checked (nothing else changes).
+
+        Raises:
+            TypeError: ``task`` is not a task of this family (nor a mapping of its fields).
+            ValueError: A field is out of its domain.
+        """
         raise NotImplementedError
+
+    def _apply_task(self, task: Any) -> None:
+        """Apply a validated task to the env (goal families keep it in ``self._task`` only)."""
+
+    def task_models(self, tasks: Sequence[Any]) -> list[Any] | None:
+        """One ``MjModel`` per task for the batched backend, or ``None`` when every task runs on
+        this env's model (goal families; dynamics families override this)."""
+        return None
+
+    def make_batched(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedMujocoEnv:
+        """The native batched backend for ``tasks`` x ``episodes_per_task`` episodes.
+
+        Episode ``b`` runs ``tasks[b // episodes_per_task]``; this env is not changed.
+        See ``metarl.envs.mujoco_batch``.
+        """
+        from metarl.envs.mujoco_batch import BatchedMujocoEnv
+
+        return BatchedMujocoEnv(self, tasks, episodes_per_task, nthread=self.batch_threads)
 
     def get_task(self) -> Any:
         """The current task."""
@@ -236,17 +289,22 @@ class _HalfCheetahFamily(MujocoTaskFamily, HalfCheetahEnv):
     """HalfCheetah-v5 with a task-dependent forward term (see the module docstring).
 
     Gymnasium's ``step`` computes ``v_x = (qpos[0]_after - qpos[0]_before) / dt`` and calls
-    ``_get_rew(v_x, action)``, which the families override.
+    ``_get_rew(v_x, action)``, overridden here with the family's ``task_term``.
     """
+
+    @staticmethod
+    def task_term(task: np.ndarray, x_velocity: Any) -> Any:
+        """The reward's task term of ``v_x`` for tasks ``task`` (from ``task_vector``)."""
+        raise NotImplementedError
 
     def __init__(self, ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST, **kwargs: Any) -> None:
         super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)
 
-    def _task_term(self, x_velocity: float) -> float:
-        raise NotImplementedError
+    def _apply_task(self, task: Any) -> None:
+        self._task_vector = task_vector(task)
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
-        forward_reward = self._task_term(x_velocity)
+        forward_reward = self.task_term(self._task_vector, x_velocity)
         ctrl_cost = self.control_cost(action)
         return forward_reward - ctrl_cost, {"reward_forward": forward_reward, "reward_ctrl": -ctrl_cost}
 
@@ -266,14 +324,16 @@ class HalfCheetahVelEnv(_HalfCheetahFamily):
         self._check_n(n)
         return [VelocityTask(float(v)) for v in self.np_random.uniform(*HALF_CHEETAH_VELOCITY_RANGE, size=n)]
 
-    def _apply_task(self, task: Any) -> VelocityTask:
+    def validate_task(self, task: Any) -> VelocityTask:
         task = coerce_task(task, VelocityTask, type(self).__name__)
         if not math.isfinite(task.velocity):
             raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
         return task
 
-    def _task_term(self, x_velocity: float) -> float:
-        return -abs(x_velocity - self._task.velocity)
+    @staticmethod
+    def task_term(task: np.ndarray, x_velocity: Any) -> Any:
+        """``-|v_x - v*|``, ``v* = task[..., 0]``."""
+        return -np.abs(x_velocity - task[..., 0])
 
 
 class HalfCheetahDirEnv(_HalfCheetahFamily):
@@ -289,14 +349,16 @@ class HalfCheetahDirEnv(_HalfCheetahFamily):
         self._check_n(n)
         return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
 
-    def _apply_task(self, task: Any) -> DirectionTask:
+    def validate_task(self, task: Any) -> DirectionTask:
         task = coerce_task(task, DirectionTask, type(self).__name__)
         if task.direction not in (-1.0, 1.0):
             raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
         return task
 
-    def _task_term(self, x_velocity: float) -> float:
-        return self._task.direction * x_velocity
+    @staticmethod
+    def task_term(task: np.ndarray, x_velocity: Any) -> Any:
+        """``d * v_x``, ``d = task[..., 0]``."""
+        return task[..., 0] * x_velocity
 
 
 # ---------------------------------------------------------------------------- Ant
@@ -309,8 +371,13 @@ class _AntFamily(MujocoTaskFamily, AntEnv):
     Ant-v5 so that ``AntDir`` with ``d = +1`` gives Ant-v5's reward bit for bit.
     """
 
-    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
+    @staticmethod
+    def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
+        """The reward's task term of the torso's ``(x, y)`` and velocity for tasks ``task``."""
         raise NotImplementedError
+
+    def _apply_task(self, task: Any) -> None:
+        self._task_vector = task_vector(task)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
         self._require_task()
@@ -321,7 +388,7 @@ class _AntFamily(MujocoTaskFamily, AntEnv):
         xy_velocity = (xy_after - xy_before) / self.dt
 
         observation = self._get_obs()
-        task_reward = self._task_term(xy_after, xy_velocity)
+        task_reward = self.task_term(self._task_vector, xy_after, xy_velocity)
         healthy_reward = self.healthy_reward
         ctrl_cost = self.control_cost(action)
         contact_cost = self.contact_cost
@@ -357,14 +424,16 @@ class AntVelEnv(_AntFamily):
         self._check_n(n)
         return [VelocityTask(float(v)) for v in self.np_random.uniform(*ANT_VELOCITY_RANGE, size=n)]
 
-    def _apply_task(self, task: Any) -> VelocityTask:
+    def validate_task(self, task: Any) -> VelocityTask:
         task = coerce_task(task, VelocityTask, type(self).__name__)
         if not math.isfinite(task.velocity):
             raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
         return task
 
-    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
-        return -abs(xy_velocity[0] - self._task.velocity)
+    @staticmethod
+    def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
+        """``-|v_x - v*|``, ``v* = task[..., 0]``."""
+        return -np.abs(xy_velocity[..., 0] - task[..., 0])
 
 
 class AntDirEnv(_AntFamily):
@@ -380,14 +449,16 @@ class AntDirEnv(_AntFamily):
         self._check_n(n)
         return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
 
-    def _apply_task(self, task: Any) -> DirectionTask:
+    def validate_task(self, task: Any) -> DirectionTask:
         task = coerce_task(task, DirectionTask, type(self).__name__)
         if task.direction not in (-1.0, 1.0):
             raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
         return task
 
-    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
-        return self._task.direction * xy_velocity[0]
+    @staticmethod
+    def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
+        """``d * v_x``, ``d = task[..., 0]``."""
+        return task[..., 0] * xy_velocity[..., 0]
 
 
 class AntDir2DEnv(_AntFamily):
@@ -405,16 +476,17 @@ class AntDir2DEnv(_AntFamily):
         angles = self.np_random.uniform(0.0, 2.0 * np.pi, size=n)
         return [Direction2DTask((float(np.cos(t)), float(np.sin(t)))) for t in angles]
 
-    def _apply_task(self, task: Any) -> Direction2DTask:
+    def validate_task(self, task: Any) -> Direction2DTask:
         task = coerce_task(task, Direction2DTask, type(self).__name__)
         u = np.asarray(task.direction, dtype=np.float64)
         if u.shape != (2,) or not abs(float(np.hypot(*u)) - 1.0) < 1e-6:
             raise ValueError(f"{type(self).__name__}: the direction must be a unit vector (u_x, u_y), got {task.direction}.")
         return Direction2DTask((float(u[0]), float(u[1])))
 
-    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
-        u_x, u_y = self._task.direction
-        return u_x * xy_velocity[0] + u_y * xy_velocity[1]
+    @staticmethod
+    def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
+        """``u . (v_x, v_y)``, ``u = task[..., :2]``."""
+        return task[..., 0] * xy_velocity[..., 0] + task[..., 1] * xy_velocity[..., 1]
 
 
 class AntGoalEnv(_AntFamily):
@@ -436,16 +508,17 @@ class AntGoalEnv(_AntFamily):
         self._check_n(n)
         return [GoalTask((float(x), float(y))) for x, y in self.np_random.uniform(*ANT_GOAL_RANGE, size=(n, 2))]
 
-    def _apply_task(self, task: Any) -> GoalTask:
+    def validate_task(self, task: Any) -> GoalTask:
         task = coerce_task(task, GoalTask, type(self).__name__)
         goal = np.asarray(task.goal, dtype=np.float64)
         if goal.shape != (2,) or not np.all(np.isfinite(goal)):
             raise ValueError(f"{type(self).__name__}: the goal must be a finite (x, y), got {task.goal}.")
         return GoalTask((float(goal[0]), float(goal[1])))
 
-    def _task_term(self, xy_position: np.ndarray, xy_velocity: np.ndarray) -> float:
-        g_x, g_y = self._task.goal
-        return -(abs(xy_position[0] - g_x) + abs(xy_position[1] - g_y))
+    @staticmethod
+    def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
+        """``-||(x, y) - g||_1``, ``g = task[..., :2]``."""
+        return -(np.abs(xy_position[..., 0] - task[..., 0]) + np.abs(xy_position[..., 1] - task[..., 1]))
 
 
 __all__ = [
@@ -461,4 +534,5 @@ __all__ = [
     "MujocoTaskFamily",
     "VelocityTask",
     "quiet_model_compiler",
+    "task_vector",
 ]

@@ -3,16 +3,24 @@
 One policy forward per time step serves every episode: observations ``[K, N, obs_dim]``
 go through parameters that are either shared or stacked per task (``[K, ...]``). Env
 physics is batched: a family's own ``make_batched`` implementation when it has one (the
-fast path: torch tensors for 2D navigation), otherwise a ``gymnasium.vector.SyncVectorEnv``
-over K*N copies of the env, each set to its task.
+fast path: torch tensors for 2D navigation, ``mujoco.batch`` for the MuJoCo families),
+otherwise a ``gymnasium.vector.SyncVectorEnv`` over K*N copies of the env, each set to
+its task.
 
 The sampler is the only module that touches environments. Rollouts run on the CPU in the
 calling process, so an exception inside an env surfaces at once as a ``SamplerError``
 (no worker processes to hang).
+
+Two optional hooks of a batched env: a ``reset`` that takes ``seed`` gets one seed per
+``sample`` call from the sampler's RNG (episode ``b`` should start as the single env's
+``reset(seed=seed + b)``, as on the vector-env path, which gets the same seed); a
+``torch_threads`` attribute that is not ``None`` sets torch's thread count for the rollout
+(restored afterwards), for envs whose own threads (MuJoCo's) need the cores.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -91,15 +99,16 @@ class Sampler:
 
         return copy.deepcopy(self.env)
 
-    def _batched_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedTaskEnv:
+    def _batched_env(self, tasks: Sequence[Any], episodes_per_task: int) -> tuple[BatchedTaskEnv, int]:
+        """The env for this meta-batch and the seed of its resets (episode ``b``: ``seed + b``)."""
+        n = len(tasks) * episodes_per_task
+        seed = int(self.np_rng.integers(2**31 - n))
         batched = make_batched(self.env, tasks, episodes_per_task)
         if batched is not None:
-            return batched
-        n = len(tasks) * episodes_per_task
+            return batched, seed
         if n not in self._vector_envs:
             self._vector_envs[n] = gym.vector.SyncVectorEnv([self._make_env_copy for _ in range(n)])
-        seed = int(self.np_rng.integers(2**31 - n))
-        return VectorEnvBatch(self._vector_envs[n], tasks, episodes_per_task, seed)
+        return VectorEnvBatch(self._vector_envs[n], tasks, episodes_per_task, seed), seed
 
     @torch.no_grad()
     def sample(self, params: Params, tasks: Sequence[Any], episodes_per_task: int) -> Episodes:
@@ -122,11 +131,24 @@ class Sampler:
         if k < 1 or n < 1:
             raise ValueError(f"Need at least one task and one episode per task, got {k} tasks x {n} episodes.")
         params = {name: p.detach().cpu() for name, p in params.items()}
+        previous_threads: int | None = None
         try:
-            env = self._batched_env(tasks, n)
-            obs = env.reset()
-        except Exception as e:  # noqa: BLE001 - re-raised with context
-            raise SamplerError(f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}") from e
+            try:
+                env, seed = self._batched_env(tasks, n)
+                threads = getattr(env, "torch_threads", None)
+                if threads is not None and threads != torch.get_num_threads():
+                    previous_threads = torch.get_num_threads()
+                    torch.set_num_threads(threads)
+                obs = env.reset(seed=seed) if "seed" in inspect.signature(env.reset).parameters else env.reset()  # type: ignore[call-arg]
+            except Exception as e:  # noqa: BLE001 - re-raised with context
+                raise SamplerError(f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}") from e
+            return self._rollout(env, obs, params, k, n)
+        finally:
+            if previous_threads is not None:
+                torch.set_num_threads(previous_threads)
+
+    def _rollout(self, env: BatchedTaskEnv, obs: torch.Tensor, params: Params, k: int, n: int) -> Episodes:
+        """Step ``env`` from ``obs`` until the horizon or until every episode has ended."""
         t_max = self.horizon
         obs_buf = torch.zeros(t_max, k * n, obs.shape[-1])
         act_buf: torch.Tensor | None = None
