@@ -16,6 +16,10 @@ current torch, so that figure is quoted, not re-measured.
 Writes ``benchmarks/results/meta_iteration.json`` and ``meta_iteration.md``.
 
     python benchmarks/bench_meta_iteration.py [--iterations 10]
+
+With ``--config NAME --default-only`` it times just that packaged config as it is (e.g.
+``halfcheetah-vel --set horizon=100``, pytorch-maml-rl's HalfCheetahVel setting; pytorch-maml-rl
+took 11.2 s per meta-iteration there) and writes ``meta_iteration_<NAME>.json/.md``.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ from metarl.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results"
 PYTORCH_MAML_RL_SECONDS = 3.48
+CONFIG = ["2d-navigation"]  # the packaged config every variant starts from (--config)
 EXTRA: list[str] = []  # config overrides for every variant (--set), e.g. a tiny problem for smoke tests
 PARTS = ("sample_seconds", "adapt_seconds", "grad_seconds", "cg_seconds", "line_search_seconds")
 
 
 def measure(overrides: list[str], iterations: int, warmup: int, exact_hvp: bool = False) -> dict:
     """Median seconds per part over ``iterations`` meta-iterations after ``warmup``."""
-    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *EXTRA, *overrides])
+    cfg = load_config(CONFIG[0], ["tensorboard=false", "seed=0", *EXTRA, *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False)
         trainer.learner.settings.exact_hvp = exact_hvp
@@ -59,7 +64,7 @@ def top_ops(overrides: list[str], n: int = 8) -> list[dict]:
     """The torch operators that take the most time in two meta-iterations."""
     from torch.profiler import profile
 
-    cfg = load_config("2d-navigation", ["tensorboard=false", "seed=0", *EXTRA, *overrides])
+    cfg = load_config(CONFIG[0], ["tensorboard=false", "seed=0", *EXTRA, *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False)
         trainer.run_iteration()
@@ -71,14 +76,36 @@ def top_ops(overrides: list[str], n: int = 8) -> list[dict]:
     return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events]
 
 
+def time_config_only(args: argparse.Namespace) -> None:
+    """Seconds per meta-iteration of one config as it is; writes meta_iteration_<config>.*."""
+    r = measure([], args.iterations, args.warmup)
+    report = {"config": args.config, "overrides": args.overrides, "iterations": args.iterations, "warmup": args.warmup, "torch": torch.__version__, **r}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"meta_iteration_{args.config}.json").write_text(json.dumps(report, indent=1))
+    parts = ", ".join(f"{p.removesuffix('_seconds').replace('_', ' ')} {r[p]:.3f}" for p in PARTS)
+    text = (
+        f"# Seconds per meta-iteration, {args.config} {' '.join(args.overrides)}\n\n"
+        f"torch {torch.__version__}, medians of {args.iterations} iterations after {args.warmup} warm-up.\n\n"
+        f"{r['seconds_per_iteration']:.2f} s per meta-iteration ({parts}); "
+        f"sampler {r['sampler_env_steps_per_second']:,.0f} env-steps/s, end to end {r['env_steps_per_second_end_to_end']:,.0f} env-steps/s.\n"
+    )
+    (args.out / f"meta_iteration_{args.config}.md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every variant (smoke tests)")
+    parser.add_argument("--config", default="2d-navigation", help="packaged config to time (default 2d-navigation)")
+    parser.add_argument("--default-only", action="store_true", help="time only the config as it is (no variants, no reference)")
     args = parser.parse_args()
     EXTRA[:] = args.overrides
+    CONFIG[0] = args.config
+    if args.default_only:
+        return time_config_only(args)
     variants = [
         ("metarl, curvature every 5th episode, 2 threads", ["curvature_subsample=5", "torch_threads=2"], False),
         ("metarl, curvature every 10th episode, 2 threads", ["curvature_subsample=10", "torch_threads=2"], False),
