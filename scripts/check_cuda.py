@@ -26,11 +26,13 @@ from metarl.trainer import Trainer, trpo_settings
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="the device to compare against the CPU (default cuda)")
-    device = parser.parse_args().device
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides (e.g. a tiny problem for smoke tests)")
+    args = parser.parse_args()
+    device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("skipped: torch sees no CUDA GPU")
         return 0
-    overrides = ["meta_batch_size=10", "episodes_per_task=10", "tensorboard=false", "curvature_subsample=2"]
+    overrides = ["meta_batch_size=10", "episodes_per_task=10", "tensorboard=false", "curvature_subsample=2", *args.overrides]
     cfg = load_config("2d-navigation", overrides + ["device=cpu"])
     with tempfile.TemporaryDirectory() as tmp:
         cpu = Trainer(cfg, tmp, progress=False)

@@ -16,7 +16,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_check_cuda_script_runs_its_checks_with_cpu_as_device():
-    out = run("scripts/check_cuda.py", "--device", "cpu")
+    out = run("scripts/check_cuda.py", "--device", "cpu", "--set", *TINY)
     assert out.returncode == 0, out.stderr
     assert "max abs parameter diff 0.00e+00" in out.stdout
     assert "cpu path OK" in out.stdout
