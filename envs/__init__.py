@@ -14,6 +14,9 @@ MUJOCO_HORIZON = 200  # the MAML paper's locomotion horizon
 
 FAMILIES = {
     "metarl/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", 100),
+    # Tabular MDPs and Bernoulli bandits with exact expected returns (envs/tabular.py).
+    "metarl/TabularMDP-v0": ("metarl.envs.tabular:TabularMDPEnv", 10),
+    "metarl/Bandit-v0": ("metarl.envs.tabular:BanditEnv", 10),
     # Goal velocity / direction / position (envs/locomotion.py).
     "metarl/HalfCheetahVel-v0": ("metarl.envs.locomotion:HalfCheetahVelEnv", MUJOCO_HORIZON),
     "metarl/HalfCheetahDir-v0": ("metarl.envs.locomotion:HalfCheetahDirEnv", MUJOCO_HORIZON),

@@ -79,6 +79,10 @@ class TrainConfig:
     pytorch-maml-rl). 10 is ~4.8x faster per iteration on 2D navigation with no measurable
     effect on learning (benchmarks/results/subsample_learning.json). With fewer episodes
     per task than s, the first episode of each task is used."""
+    estimator: str = "plain"
+    """Meta-gradient estimator of the inner loss: plain (pytorch-maml-rl), dice (DiCE with the
+    loaded-DiCE baseline, unbiased) or lvc (ProMP's low-variance curvature); see
+    ``metarl.estimators``."""
     device: str = "auto"
     """Where the meta-update runs: auto, cpu or cuda (rollouts always run on the CPU)."""
     torch_threads: int = 0
@@ -112,6 +116,10 @@ class TrainConfig:
             raise ConfigError(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}.")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
+        if self.estimator not in ("plain", "dice", "lvc"):
+            close = difflib.get_close_matches(str(self.estimator), ["plain", "dice", "lvc"], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"estimator must be plain, dice or lvc, got {self.estimator!r}.{hint}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.torch_threads < 0:

@@ -18,6 +18,10 @@ For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (valid) episodes
 
   with gradients taken *through* the inner step (second order) unless ``first_order``.
 
+The inner objective's *gradient* is always this policy gradient; its *Hessian*, which the
+meta-gradient and the KL's curvature use through ``d theta' / d theta = I - alpha * H^inner``,
+depends on the ``estimator`` (``metarl.estimators``: ``plain`` above, ``dice`` or ``lvc``).
+
 All K tasks adapt at once: the parameters are stacked along a task dimension, so one
 backward pass of ``sum_k L_k`` yields every task's inner gradient.
 
@@ -41,6 +45,7 @@ from typing import Callable, Sequence
 import torch
 
 from metarl.baselines import linear_baseline_values
+from metarl.estimators import ESTIMATORS, inner_objective
 from metarl.episodes import Episodes, discounted_returns, episode_weights, gae, masked_normalize
 from metarl.policies import Params, Policy, detach_params, stack_params
 from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
@@ -56,6 +61,9 @@ class TaskBatch:
         advantages: ``[K, M]``.
         weights: ``[K, M]``, summing to 1 per task, equal per episode (``episode_weights``).
         episodes_per_task: N (to subsample whole episodes).
+        mask: ``[K, M]``, 1 where a step happened (``Episodes.mask`` flattened); episode
+            ``n`` of task ``k`` is ``[k, n * T : (n + 1) * T]`` in time order, which the
+            ``dice`` estimator needs. ``None``: taken as ``weights > 0``.
     """
 
     obs: torch.Tensor
@@ -63,6 +71,11 @@ class TaskBatch:
     advantages: torch.Tensor
     weights: torch.Tensor
     episodes_per_task: int
+    mask: torch.Tensor | None = None
+
+    def step_mask(self) -> torch.Tensor:
+        """``mask [K, M]`` (from ``weights > 0`` when the batch has none)."""
+        return self.mask if self.mask is not None else (self.weights > 0).to(self.weights.dtype)
 
     def subsample(self, every: int) -> TaskBatch:
         """Every ``every``-th episode of each task, weights renormalized to sum to 1 per task."""
@@ -76,7 +89,8 @@ class TaskBatch:
 
         w = pick(self.weights)
         w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
-        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)))
+        mask = None if self.mask is None else pick(self.mask)
+        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask)
 
 
 def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True) -> TaskBatch:
@@ -101,19 +115,23 @@ def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normal
         advantages=adv.reshape(k, n * t),
         weights=weights.reshape(k, n * t),
         episodes_per_task=n,
+        mask=episodes.mask.reshape(k, n * t),
     )
 
 
-def inner_loss(policy: Policy, params: Params, batch: TaskBatch) -> torch.Tensor:
-    """REINFORCE loss of every task, ``L_k = -sum_m w_km log pi(a_km|s_km) A_km`` -> ``[K]``.
+def inner_loss(policy: Policy, params: Params, batch: TaskBatch, estimator: str = "plain") -> torch.Tensor:
+    """Inner loss of every task -> ``[K]``; ``plain``: ``L_k = -sum_m w_km log pi(a_km|s_km) A_km``.
 
-    ``params`` are stacked per task (``[K, ...]``) or shared.
+    Every estimator has this loss's gradient; they differ in its Hessian (see
+    ``metarl.estimators.inner_objective``). ``params`` are stacked per task (``[K, ...]``) or shared.
     """
     logp = policy.log_prob(policy.distribution(params, batch.obs), batch.actions)
-    return -(batch.weights * logp * batch.advantages).sum(-1)
+    if estimator == "plain":  # kept inline: bit-for-bit the original
+        return -(batch.weights * logp * batch.advantages).sum(-1)
+    return -inner_objective(estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task)
 
 
-def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool) -> Params:
+def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool, estimator: str = "plain") -> Params:
     """One policy-gradient step per task: ``theta'_k = theta_k - fast_lr * grad L_k(theta_k)``.
 
     Args:
@@ -122,18 +140,26 @@ def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float,
         batch: That step's episodes.
         fast_lr: Inner step size alpha.
         create_graph: Keep the graph of the gradient (second-order MAML).
+        estimator: ``plain``, ``dice`` or ``lvc`` (the Hessian of the inner loss).
 
     Returns:
         Stacked adapted parameters.
     """
     names = list(params)
-    loss = inner_loss(policy, params, batch).sum()  # tasks are independent: one backward for all
+    loss = inner_loss(policy, params, batch, estimator).sum()  # tasks are independent: one backward for all
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
     return {n: params[n] - fast_lr * g for n, g in zip(names, grads)}
 
 
 def adapt(
-    policy: Policy, params: Params, batches: Sequence[TaskBatch], fast_lr: float, first_order: bool = False, create_graph: bool = True, stacked: Params | None = None
+    policy: Policy,
+    params: Params,
+    batches: Sequence[TaskBatch],
+    fast_lr: float,
+    first_order: bool = False,
+    create_graph: bool = True,
+    stacked: Params | None = None,
+    estimator: str = "plain",
 ) -> Params:
     """Adapt shared ``params`` to every task: one inner step per batch in ``batches``.
 
@@ -146,6 +172,7 @@ def adapt(
         create_graph: Keep a graph from ``params`` to the adapted parameters.
         stacked: Continue from these stacked parameters (already adapted from ``params``)
             instead of starting from ``params``.
+        estimator: The inner loss's estimator (``plain``, ``dice`` or ``lvc``).
 
     Returns:
         Stacked adapted parameters ``[K, ...]``.
@@ -159,7 +186,7 @@ def adapt(
         if not create_graph or first_order:
             current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
         for batch in batches:
-            current = inner_step(policy, current, batch, fast_lr, create_graph=create_graph and not first_order)
+            current = inner_step(policy, current, batch, fast_lr, create_graph=create_graph and not first_order, estimator=estimator)
             if not create_graph or first_order:
                 current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
         if first_order and create_graph:
@@ -191,6 +218,7 @@ def kl_hvp_fast(
     damping: float,
     subsample: int = 1,
     points: Sequence[Params] | None = None,
+    estimator: str = "plain",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Build ``v -> (H + damping I) v`` for the KL at ``params`` (see the module docstring).
 
@@ -202,6 +230,7 @@ def kl_hvp_fast(
     Args:
         points: Optionally the (detached, stacked) parameters before each inner step and
             after the last one, ``len(trains) + 1`` dicts, when the caller has them already.
+        estimator: The inner loss's estimator; its Hessian is the one used here.
     """
     k = valid.obs.shape[0]
     names = list(params)
@@ -212,10 +241,10 @@ def kl_hvp_fast(
         for i, batch in enumerate(trains):
             leaf = {n: p.detach().clone().requires_grad_(True) for n, p in (points[i] if points else point).items()}
             if not first_order:
-                grads = torch.autograd.grad(inner_loss(policy, leaf, batch.subsample(subsample)).sum(), list(leaf.values()), create_graph=True)
+                grads = torch.autograd.grad(inner_loss(policy, leaf, batch.subsample(subsample), estimator).sum(), list(leaf.values()), create_graph=True)
                 hessian_graphs.append((list(leaf.values()), grads))
             if points is None:
-                point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False))
+                point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False, estimator=estimator))
         if points is not None:
             point = detach_params(points[-1])
         adapted = {n: p.clone().requires_grad_(True) for n, p in point.items()}
@@ -243,7 +272,15 @@ def kl_hvp_fast(
 
 
 def kl_hvp_exact(
-    policy: Policy, params: Params, trains: Sequence[TaskBatch], valid: TaskBatch, fast_lr: float, first_order: bool, damping: float, subsample: int = 1
+    policy: Policy,
+    params: Params,
+    trains: Sequence[TaskBatch],
+    valid: TaskBatch,
+    fast_lr: float,
+    first_order: bool,
+    damping: float,
+    subsample: int = 1,
+    estimator: str = "plain",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The textbook ``v -> (H + damping I) v``: double backward of the KL through the adaptation.
 
@@ -255,7 +292,7 @@ def kl_hvp_exact(
     names = list(params)
     like = [params[n] for n in names]
     with torch.enable_grad():
-        adapted = adapt(policy, params, trains, fast_lr, first_order, create_graph=True)
+        adapted = adapt(policy, params, trains, fast_lr, first_order, create_graph=True, estimator=estimator)
         old_dist = tuple(d.detach() for d in policy.distribution(adapted, valid.obs))
         _, kl = surrogate_and_kl(policy, adapted, valid, old_dist)
         grads = torch.autograd.grad(kl, like, create_graph=True)
@@ -298,6 +335,45 @@ class TRPOSettings:
     ls_backtrack_ratio: float = 0.8
     curvature_subsample: int = 1
     exact_hvp: bool = False
+    estimator: str = "plain"
+    """Inner-loss estimator: ``plain``, ``dice`` or ``lvc`` (``metarl.estimators``)."""
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}.")
+
+
+@torch.enable_grad()
+def meta_gradient(
+    policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None
+) -> tuple[torch.Tensor, torch.Tensor, Params, tuple[torch.Tensor, ...]]:
+    """The post-adaptation surrogate loss at theta and its gradient (what TRPO's step solves with).
+
+    Args:
+        policy: The policy; its module parameters are theta.
+        trains: ``num_steps`` inner batches.
+        valid: The post-adaptation batch.
+        cfg: The settings (``fast_lr``, ``first_order``, ``estimator``).
+        adapted: The adaptation with its graph, if built already.
+
+    Returns:
+        ``(loss, flat gradient of the loss w.r.t. theta, adapted parameters, their detached
+        distribution on valid.obs)``; ``-gradient`` estimates the meta-gradient
+        ``grad_theta mean_k J_k(theta'_k)`` (see ``metarl.exact``).
+
+    Raises:
+        FloatingPointError: The gradient is not finite.
+    """
+    params = policy.get_params()
+    if adapted is None:
+        adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator)
+    dist = policy.distribution(adapted, valid.obs)
+    old_dist = tuple(d.detach() for d in dist)
+    loss, _ = surrogate_and_kl_of(policy, dist, valid, old_dist)
+    grad = flatten(torch.autograd.grad(loss, list(params.values())))
+    if not torch.isfinite(grad).all():
+        raise FloatingPointError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+    return loss, grad, adapted, old_dist
 
 
 @torch.enable_grad()
@@ -320,21 +396,14 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
     names = list(params)
     like = [params[n] for n in names]
 
-    if adapted is None:
-        adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True)
-    dist = policy.distribution(adapted, valid.obs)
-    old_dist = tuple(d.detach() for d in dist)
-    loss, _ = surrogate_and_kl_of(policy, dist, valid, old_dist)
-    grad = flatten(torch.autograd.grad(loss, like))
-    if not torch.isfinite(grad).all():
-        raise FloatingPointError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+    loss, grad, adapted, old_dist = meta_gradient(policy, trains, valid, cfg, adapted)
     t1 = time.perf_counter()
 
     if cfg.exact_hvp:
-        hvp = kl_hvp_exact(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample)
+        hvp = kl_hvp_exact(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, cfg.estimator)
     else:
         points = [stack_params(params, valid.obs.shape[0]), adapted] if len(trains) == 1 else None
-        hvp = kl_hvp_fast(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, points)
+        hvp = kl_hvp_fast(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, points, cfg.estimator)
     step_dir, residual = conjugate_gradient_with_residual(hvp, grad, cfg.cg_iters)
     shs = 0.5 * torch.dot(step_dir, grad - residual)  # = 0.5 s^T H s, without another product
     full_step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
@@ -344,7 +413,7 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
 
     def evaluate(fraction: float) -> tuple[float, float]:
         new_params = dict(zip(names, unflatten(old_flat - fraction * full_step, like)))
-        new_adapted = adapt(policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False)
+        new_adapted = adapt(policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False, estimator=cfg.estimator)
         with torch.no_grad():
             new_loss, kl = surrogate_and_kl(policy, new_adapted, valid, old_dist)
         return float(new_loss), float(kl)
@@ -420,9 +489,9 @@ class MAMLTRPO:
             if shared_start:
                 leaves = {n: p.detach().requires_grad_(True) for n, p in stack_params(leaves, batch.obs.shape[0]).items()}
             with torch.enable_grad():
-                adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False)
+                adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False, estimator=self.settings.estimator)
             return {n: p.detach().cpu() for n, p in adapted.items()}
-        adapted = adapt(self.policy, theta, [batch], self.settings.fast_lr, self.settings.first_order, create_graph=True, stacked=start)
+        adapted = adapt(self.policy, theta, [batch], self.settings.fast_lr, self.settings.first_order, create_graph=True, stacked=start, estimator=self.settings.estimator)
         returned = {n: p.detach().cpu() for n, p in adapted.items()}
         self._chain.update(adapted=adapted, returned=returned)
         self._chain["episodes"].append(episodes)

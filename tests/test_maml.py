@@ -323,11 +323,12 @@ def random_vectors(num: int, size: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(size, dtype=DT, generator=g) for _ in range(num)]
 
 
+@pytest.mark.parametrize("estimator", ["plain", "dice", "lvc"])
 @pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True), (2, True)])
-def test_fast_hvp_equals_exact_third_order_hvp(num_steps: int, first_order: bool) -> None:
+def test_fast_hvp_equals_exact_third_order_hvp(num_steps: int, first_order: bool, estimator: str) -> None:
     policy, params, trains, valid, _ = meta_problem(num_steps)
-    fast = kl_hvp_fast(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1)
-    exact = kl_hvp_exact(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1)
+    fast = kl_hvp_fast(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator)
+    exact = kl_hvp_exact(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator)
     size = sum(p.numel() for p in params.values())
     for v in random_vectors(3, size, seed=num_steps):
         hv_exact = exact(v)
