@@ -285,6 +285,38 @@ class MujocoTaskFamily:
 # ---------------------------------------------------------------------------- HalfCheetah
 
 
+class _VelocityTasks:
+    """Task sampling for target-velocity families: ``v* ~ U[velocity_range]``."""
+
+    velocity_range: tuple[float, float]
+
+    def sample_tasks(self, n: int) -> list[VelocityTask]:
+        """Draw ``n`` target velocities from U[velocity_range] with ``self.np_random``."""
+        self._check_n(n)  # type: ignore[attr-defined]
+        return [VelocityTask(float(v)) for v in self.np_random.uniform(*self.velocity_range, size=n)]  # type: ignore[attr-defined]
+
+    def validate_task(self, task: Any) -> VelocityTask:
+        task = coerce_task(task, VelocityTask, type(self).__name__)
+        if not math.isfinite(task.velocity):
+            raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
+        return task
+
+
+class _DirectionTasks:
+    """Task sampling for forward/backward families: ``d`` = -1 or +1 with equal probability."""
+
+    def sample_tasks(self, n: int) -> list[DirectionTask]:
+        """Draw ``n`` directions from {-1, +1} with ``self.np_random``."""
+        self._check_n(n)  # type: ignore[attr-defined]
+        return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]  # type: ignore[attr-defined]
+
+    def validate_task(self, task: Any) -> DirectionTask:
+        task = coerce_task(task, DirectionTask, type(self).__name__)
+        if task.direction not in (-1.0, 1.0):
+            raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
+        return task
+
+
 class _HalfCheetahFamily(MujocoTaskFamily, HalfCheetahEnv):
     """HalfCheetah-v5 with a task-dependent forward term (see the module docstring).
 
@@ -309,7 +341,7 @@ class _HalfCheetahFamily(MujocoTaskFamily, HalfCheetahEnv):
         return forward_reward - ctrl_cost, {"reward_forward": forward_reward, "reward_ctrl": -ctrl_cost}
 
 
-class HalfCheetahVelEnv(_HalfCheetahFamily):
+class HalfCheetahVelEnv(_VelocityTasks, _HalfCheetahFamily):
     """HalfCheetah running at a target velocity (MAML's "HalfCheetah, goal velocity").
 
     * task: ``VelocityTask(v*)``, ``v* ~ U[0, 2]`` m/s;
@@ -319,16 +351,7 @@ class HalfCheetahVelEnv(_HalfCheetahFamily):
       ``[-1, 1]^6`` (clipped), gears 120/90/60/120/60/30; never terminates; horizon 200.
     """
 
-    def sample_tasks(self, n: int) -> list[VelocityTask]:
-        """Draw ``n`` target velocities from U[0, 2] with ``self.np_random``."""
-        self._check_n(n)
-        return [VelocityTask(float(v)) for v in self.np_random.uniform(*HALF_CHEETAH_VELOCITY_RANGE, size=n)]
-
-    def validate_task(self, task: Any) -> VelocityTask:
-        task = coerce_task(task, VelocityTask, type(self).__name__)
-        if not math.isfinite(task.velocity):
-            raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
-        return task
+    velocity_range = HALF_CHEETAH_VELOCITY_RANGE
 
     @staticmethod
     def task_term(task: np.ndarray, x_velocity: Any) -> Any:
@@ -336,24 +359,13 @@ class HalfCheetahVelEnv(_HalfCheetahFamily):
         return -np.abs(x_velocity - task[..., 0])
 
 
-class HalfCheetahDirEnv(_HalfCheetahFamily):
+class HalfCheetahDirEnv(_DirectionTasks, _HalfCheetahFamily):
     """HalfCheetah running forward or backward (MAML's "HalfCheetah, forward/backward").
 
     * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
     * reward: ``d * v_x - 0.05 * ||clip(a, -1, 1)||^2``, ``v_x`` as in ``HalfCheetahVelEnv``;
     * observation, actions, termination and horizon as ``HalfCheetahVelEnv``.
     """
-
-    def sample_tasks(self, n: int) -> list[DirectionTask]:
-        """Draw ``n`` directions from {-1, +1} with ``self.np_random``."""
-        self._check_n(n)
-        return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
-
-    def validate_task(self, task: Any) -> DirectionTask:
-        task = coerce_task(task, DirectionTask, type(self).__name__)
-        if task.direction not in (-1.0, 1.0):
-            raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
-        return task
 
     @staticmethod
     def task_term(task: np.ndarray, x_velocity: Any) -> Any:
@@ -408,7 +420,7 @@ class _AntFamily(MujocoTaskFamily, AntEnv):
         return observation, np.float64(reward), bool(terminated), False, info
 
 
-class AntVelEnv(_AntFamily):
+class AntVelEnv(_VelocityTasks, _AntFamily):
     """Ant running along +x at a target velocity.
 
     * task: ``VelocityTask(v*)``, ``v* ~ U[0, 3]`` m/s;
@@ -419,16 +431,7 @@ class AntVelEnv(_AntFamily):
       leaves [0.2, 1.0]; horizon 200.
     """
 
-    def sample_tasks(self, n: int) -> list[VelocityTask]:
-        """Draw ``n`` target velocities from U[0, 3] with ``self.np_random``."""
-        self._check_n(n)
-        return [VelocityTask(float(v)) for v in self.np_random.uniform(*ANT_VELOCITY_RANGE, size=n)]
-
-    def validate_task(self, task: Any) -> VelocityTask:
-        task = coerce_task(task, VelocityTask, type(self).__name__)
-        if not math.isfinite(task.velocity):
-            raise ValueError(f"{type(self).__name__}: the target velocity must be finite, got {task.velocity}.")
-        return task
+    velocity_range = ANT_VELOCITY_RANGE
 
     @staticmethod
     def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
@@ -436,24 +439,13 @@ class AntVelEnv(_AntFamily):
         return -np.abs(xy_velocity[..., 0] - task[..., 0])
 
 
-class AntDirEnv(_AntFamily):
+class AntDirEnv(_DirectionTasks, _AntFamily):
     """Ant running forward or backward along x (MAML's "Ant, forward/backward").
 
     * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
     * reward: ``d * v_x + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``;
     * observation, actions, termination and horizon as ``AntVelEnv``.
     """
-
-    def sample_tasks(self, n: int) -> list[DirectionTask]:
-        """Draw ``n`` directions from {-1, +1} with ``self.np_random``."""
-        self._check_n(n)
-        return [DirectionTask(float(d)) for d in self.np_random.choice((-1.0, 1.0), size=n)]
-
-    def validate_task(self, task: Any) -> DirectionTask:
-        task = coerce_task(task, DirectionTask, type(self).__name__)
-        if task.direction not in (-1.0, 1.0):
-            raise ValueError(f"{type(self).__name__}: the direction must be -1 or +1, got {task.direction}.")
-        return task
 
     @staticmethod
     def task_term(task: np.ndarray, xy_position: Any, xy_velocity: Any) -> Any:
