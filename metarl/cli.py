@@ -16,6 +16,7 @@ from typing import Callable
 from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, load_config, packaged_configs
 from metarl.episodes import NonFiniteBatchError
+from metarl.learner import LEARNERS
 from metarl.sampler import SamplerError
 from metarl.tasks import TaskAPIError, TaskNotSetError, UnknownFamilyError
 from metarl.trainer import RunExistsError
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="meta-train a policy (or resume a run)")
     train.add_argument("--config", help=f"packaged config name ({', '.join(packaged_configs())}) or a YAML file")
     train.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="override config values, e.g. --set num_iterations=50 seed=1")
+    train.add_argument("--learner", choices=LEARNERS, help="meta-learner (default: the config's, maml-trpo); same as --set learner=NAME")
     train.add_argument("--run-dir", help="output directory (default: runs/<config>-<timestamp>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     train.add_argument("--iterations", type=_count(1), help="with --resume: raise the iteration budget")
@@ -66,16 +68,16 @@ def _train(args: argparse.Namespace) -> None:
     from metarl.trainer import Trainer
 
     if args.resume:
-        if args.config or args.overrides:
-            raise ConfigError("--resume continues a run with its saved config; do not pass --config or --set with it.")
+        if args.config or args.overrides or args.learner:
+            raise ConfigError("--resume continues a run with its saved config; do not pass --config, --set or --learner with it.")
         trainer = Trainer.resume(args.resume, progress=not args.no_progress, num_iterations=args.iterations)
         print(f"Resuming {args.resume} at iteration {trainer.iteration} of {trainer.config.num_iterations}")
     else:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, [*args.overrides, *([f"learner={args.learner}"] if args.learner else [])])
         name = Path(args.config).stem if args.config else "default"
         run_dir = args.run_dir or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
         trainer = Trainer(config, run_dir, progress=not args.no_progress)
-        print(f"Training {config.family} for {config.num_iterations} meta-iterations into {run_dir} (device {trainer.device}, {trainer.threads} torch threads)")
+        print(f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} (device {trainer.device}, {trainer.threads} torch threads)")
     trainer.train()
     from metarl.logger import read_csv
 

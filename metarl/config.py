@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from metarl.learner import LEARNERS
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -79,10 +81,21 @@ class TrainConfig:
     pytorch-maml-rl). 10 is ~4.8x faster per iteration on 2D navigation with no measurable
     effect on learning (benchmarks/results/subsample_learning.json). With fewer episodes
     per task than s, the first episode of each task is used."""
-    estimator: str = "plain"
+    learner: str = "maml-trpo"
+    """Meta-learner: maml-trpo, promp, maml-ppo or reptile (see ``metarl.learner``)."""
+    estimator: str | None = None
     """Meta-gradient estimator of the inner loss: plain (pytorch-maml-rl), dice (DiCE with the
     loaded-DiCE baseline, unbiased) or lvc (ProMP's low-variance curvature); see
-    ``metarl.estimators``."""
+    ``metarl.estimators``. null: the learner's own (lvc for promp, plain otherwise)."""
+    outer_lr: float | None = None
+    """Outer step size of promp / maml-ppo (Adam, default 1e-3) and reptile (epsilon, default
+    0.5); null: the learner's default. MAML-TRPO's step is set by max_kl instead."""
+    clip_eps: float = 0.3
+    """promp / maml-ppo: clipping range of the likelihood ratio."""
+    ppo_steps: int = 5
+    """promp / maml-ppo: Adam steps per meta-batch."""
+    inner_kl_coef: float | None = None
+    """promp: penalty on KL(pre-update old || new) (default 5e-4); maml-ppo: 0 (default)."""
     device: str = "auto"
     """Where the meta-update runs: auto, cpu or cuda (rollouts always run on the CPU)."""
     torch_threads: int = 0
@@ -92,9 +105,27 @@ class TrainConfig:
     tensorboard: bool = True
     """Write TensorBoard events (needs the ``tensorboard`` extra)."""
 
+    def resolved_estimator(self) -> str:
+        """The estimator the learner uses (``estimator``, or the learner's default)."""
+        if self.estimator is not None:
+            return self.estimator
+        return "lvc" if self.learner == "promp" else "plain"
+
+    def resolved_outer_lr(self) -> float:
+        """The outer step size (``outer_lr``, or the learner's default)."""
+        if self.outer_lr is not None:
+            return self.outer_lr
+        return 0.5 if self.learner == "reptile" else 1e-3
+
+    def resolved_inner_kl_coef(self) -> float:
+        """ProMP's inner KL penalty (``inner_kl_coef``, or 5e-4 for promp and 0 otherwise)."""
+        if self.inner_kl_coef is not None:
+            return self.inner_kl_coef
+        return 5e-4 if self.learner == "promp" else 0.0
+
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ConfigError`` naming the key and what to do."""
-        positive_ints = ("num_iterations", "meta_batch_size", "episodes_per_task", "num_steps", "cg_iters", "ls_max_steps", "curvature_subsample", "checkpoint_every")
+        positive_ints = ("num_iterations", "meta_batch_size", "episodes_per_task", "num_steps", "cg_iters", "ls_max_steps", "curvature_subsample", "checkpoint_every", "ppo_steps")
         for key in positive_ints:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -116,10 +147,26 @@ class TrainConfig:
             raise ConfigError(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}.")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
-        if self.estimator not in ("plain", "dice", "lvc"):
+        if self.learner not in LEARNERS:
+            close = difflib.get_close_matches(str(self.learner), LEARNERS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"learner must be one of {', '.join(LEARNERS)}, got {self.learner!r}.{hint}")
+        if self.estimator is not None and self.estimator not in ("plain", "dice", "lvc"):
             close = difflib.get_close_matches(str(self.estimator), ["plain", "dice", "lvc"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"estimator must be plain, dice or lvc, got {self.estimator!r}.{hint}")
+            raise ConfigError(f"estimator must be plain, dice or lvc (or null for the learner's default), got {self.estimator!r}.{hint}")
+        if self.learner == "reptile" and self.resolved_estimator() != "plain":
+            raise ConfigError(f"reptile is first order and uses only the inner gradient; estimator {self.estimator!r} has no effect there: leave it null.")
+        if self.outer_lr is not None and not self.outer_lr > 0:
+            raise ConfigError(f"outer_lr must be > 0 (or null for the learner's default), got {self.outer_lr!r}.")
+        if self.learner == "maml-trpo" and self.outer_lr is not None:
+            raise ConfigError("outer_lr has no effect with learner=maml-trpo (its step size is set by max_kl): leave it null.")
+        if not self.clip_eps > 0:
+            raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps!r}.")
+        if self.inner_kl_coef is not None and not self.inner_kl_coef >= 0:
+            raise ConfigError(f"inner_kl_coef must be >= 0 (or null for the learner's default), got {self.inner_kl_coef!r}.")
+        if self.learner == "maml-ppo" and self.resolved_inner_kl_coef() > 0:
+            raise ConfigError("maml-ppo has no inner KL penalty; inner_kl_coef > 0 with the clipped objective is learner=promp.")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.torch_threads < 0:

@@ -50,7 +50,15 @@ def magic_box(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(x - x.detach())
 
 
-def inner_objective(estimator: str, logp: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, episodes_per_task: int) -> torch.Tensor:
+def inner_objective(
+    estimator: str,
+    logp: torch.Tensor,
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    mask: torch.Tensor,
+    episodes_per_task: int,
+    old_logp: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The inner surrogate ``S_k`` of every task (to maximize; see the module docstring).
 
     Args:
@@ -61,9 +69,15 @@ def inner_objective(estimator: str, logp: torch.Tensor, advantages: torch.Tensor
         weights: ``w_m`` ``[K, M]``.
         mask: ``[K, M]``, 1 where a step happened.
         episodes_per_task: N.
+        old_logp: ``log pi_old(a_m|s_m)`` of the policy that sampled the episodes, when the
+            objective is evaluated at other parameters (ProMP's several steps per batch):
+            ``lvc`` and ``dice`` then use the importance weights ``exp(x - x_old)`` in place
+            of the magic box ``exp(x - [x])``, equal to it (value and every derivative) at
+            the sampling parameters. ``plain`` ignores it.
 
     Returns:
-        ``S [K]``; its gradient is ``sum_m w_m A_m grad log pi_m`` for every estimator.
+        ``S [K]``; at the sampling parameters its gradient is ``sum_m w_m A_m grad log pi_m``
+        for every estimator.
 
     Raises:
         ValueError: Unknown estimator or mismatched shapes.
@@ -71,18 +85,23 @@ def inner_objective(estimator: str, logp: torch.Tensor, advantages: torch.Tensor
     if not (logp.shape == advantages.shape == weights.shape == mask.shape) or logp.dim() != 2:
         shapes = [tuple(x.shape) for x in (logp, advantages, weights, mask)]
         raise ValueError(f"inner_objective needs logp, advantages, weights and mask of one shape [K, M], got {shapes}.")
+    if old_logp is not None and old_logp.shape != logp.shape:
+        raise ValueError(f"old_logp must have the shape of logp {tuple(logp.shape)}, got {tuple(old_logp.shape)}.")
     advantages = advantages.detach()
+    base = logp.detach() if old_logp is None else old_logp.detach()
     if estimator == "plain":
         return (weights * logp * advantages).sum(-1)
     if estimator == "lvc":
-        return (weights * magic_box(logp) * advantages).sum(-1)
+        return (weights * torch.exp(logp - base) * advantages).sum(-1)
     if estimator == "dice":
         k, m = logp.shape
         if m % episodes_per_task:
             raise ValueError(f"{m} steps per task do not split into {episodes_per_task} episodes.")
-        logp_t = (logp * mask).reshape(k, episodes_per_task, -1)  # [K, N, T], padding contributes 0
-        w_t = logp_t.cumsum(-1)  # W_t
-        w_tm1 = w_t - logp_t  # W_{t-1}, 0 at t = 0
-        credit = (magic_box(w_t) - magic_box(w_tm1)).reshape(k, m)
+        # [K, N, T] within-episode log-likelihoods W_t; padding contributes 0
+        w_t = (logp * mask).reshape(k, episodes_per_task, -1).cumsum(-1)
+        w_old_t = (base * mask).reshape(k, episodes_per_task, -1).cumsum(-1)
+        box_t = torch.exp(w_t - w_old_t)  # magic_box(W_t) at the sampling parameters
+        box_tm1 = torch.cat([torch.ones_like(box_t[..., :1]), box_t[..., :-1]], dim=-1)  # box(W_{-1}) = 1
+        credit = (box_t - box_tm1).reshape(k, m)
         return (weights * credit * advantages).sum(-1)
     raise ValueError(f"Unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}.")

@@ -19,11 +19,11 @@ import torch
 
 from metarl.checkpoint import CheckpointError, load_checkpoint
 from metarl.config import config_from_dict
-from metarl.maml import MAMLTRPO
+from metarl.learner import MetaLearner, make_learner
 from metarl.policies import Params, Policy
 from metarl.sampler import Sampler
 from metarl.tasks import make_family, seed_family
-from metarl.trainer import build_policy, configure_threads, seed_streams, trpo_settings
+from metarl.trainer import build_policy, configure_threads, seed_streams
 
 
 @dataclass
@@ -37,7 +37,7 @@ class StepResult:
     num_tasks: int
 
 
-def adaptation_returns(policy: Policy, learner: MAMLTRPO, sampler: Sampler, tasks: list[Any], episodes_per_task: int, max_steps: int, chunk: int = 50) -> np.ndarray:
+def adaptation_returns(policy: Policy, learner: MetaLearner, sampler: Sampler, tasks: list[Any], episodes_per_task: int, max_steps: int, chunk: int = 50) -> np.ndarray:
     """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``."""
     out = np.zeros((max_steps + 1, len(tasks)))
     for start in range(0, len(tasks), chunk):
@@ -127,7 +127,7 @@ def evaluate_run(
         policy.load_state_dict(state["policy"])
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt_path} does not match the policy of its config: {e}") from e
-    learner = MAMLTRPO(policy, trpo_settings(config), config.gamma, config.gae_lambda, config.normalize_advantages, "cpu")
+    learner = make_learner(config, policy, "cpu")  # every learner adapts with the same inner step
     sampler = Sampler(config.family, policy, config.horizon, task_seed + 1, config.env_kwargs)
     tasks = family.unwrapped.sample_tasks(num_tasks)  # type: ignore[attr-defined]
     n = episodes_per_task or config.episodes_per_task
@@ -139,6 +139,7 @@ def evaluate_run(
         "checkpoint": str(ckpt_path),
         "iteration": int(state["iteration"]),
         "family": config.family,
+        "learner": config.learner,
         "task_seed": task_seed,
         "num_tasks": num_tasks,
         "episodes_per_task": n,

@@ -47,6 +47,7 @@ import torch
 from metarl.baselines import linear_baseline_values
 from metarl.estimators import ESTIMATORS, inner_objective
 from metarl.episodes import Episodes, discounted_returns, episode_weights, gae, masked_normalize
+from metarl.learner import MetaLearner, MetaUpdateStats
 from metarl.policies import Params, Policy, detach_params, stack_params
 from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
 
@@ -64,6 +65,9 @@ class TaskBatch:
         mask: ``[K, M]``, 1 where a step happened (``Episodes.mask`` flattened); episode
             ``n`` of task ``k`` is ``[k, n * T : (n + 1) * T]`` in time order, which the
             ``dice`` estimator needs. ``None``: taken as ``weights > 0``.
+        old_logp: ``[K, M]`` log-probabilities of the actions under the policy that sampled
+            them, when the inner loss is evaluated away from it (``metarl.promp``); ``None``
+            at the sampling parameters.
     """
 
     obs: torch.Tensor
@@ -72,6 +76,7 @@ class TaskBatch:
     weights: torch.Tensor
     episodes_per_task: int
     mask: torch.Tensor | None = None
+    old_logp: torch.Tensor | None = None
 
     def step_mask(self) -> torch.Tensor:
         """``mask [K, M]`` (from ``weights > 0`` when the batch has none)."""
@@ -90,7 +95,8 @@ class TaskBatch:
         w = pick(self.weights)
         w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
         mask = None if self.mask is None else pick(self.mask)
-        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask)
+        old_logp = None if self.old_logp is None else pick(self.old_logp)
+        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask, old_logp)
 
 
 def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True) -> TaskBatch:
@@ -128,7 +134,7 @@ def inner_loss(policy: Policy, params: Params, batch: TaskBatch, estimator: str 
     logp = policy.log_prob(policy.distribution(params, batch.obs), batch.actions)
     if estimator == "plain":  # kept inline: bit-for-bit the original
         return -(batch.weights * logp * batch.advantages).sum(-1)
-    return -inner_objective(estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task)
+    return -inner_objective(estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task, batch.old_logp)
 
 
 def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool, estimator: str = "plain") -> Params:
@@ -145,10 +151,34 @@ def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float,
     Returns:
         Stacked adapted parameters.
     """
-    names = list(params)
     loss = inner_loss(policy, params, batch, estimator).sum()  # tasks are independent: one backward for all
+    return gradient_step(loss, params, fast_lr, create_graph)
+
+
+def gradient_step(loss: torch.Tensor, params: Params, lr: float, create_graph: bool) -> Params:
+    """The model-agnostic inner update ``theta' = theta - lr * grad_theta loss`` on a parameter dict.
+
+    Nothing here knows about RL: ``inner_step`` calls it with the policy-gradient loss, and
+    ``metarl.sinusoid`` with a regression loss. With parameters stacked per task (``[K, ...]``)
+    and ``loss`` the sum of the K tasks' independent losses, one backward pass adapts all K.
+
+    Args:
+        loss: A scalar computed from ``params``.
+        params: Name -> tensor (part of a graph, or leaves requiring grad).
+        lr: Step size.
+        create_graph: Keep the gradient's graph (second-order MAML differentiates through it).
+
+    Returns:
+        The updated parameters, with a graph back to ``params`` when ``create_graph``.
+
+    Raises:
+        ValueError: ``loss`` is not a scalar.
+    """
+    if loss.dim() != 0:
+        raise ValueError(f"gradient_step needs a scalar loss (sum the per-task losses), got shape {tuple(loss.shape)}.")
+    names = list(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-    return {n: params[n] - fast_lr * g for n, g in zip(names, grads)}
+    return {n: params[n] - lr * g for n, g in zip(names, grads)}
 
 
 def adapt(
@@ -305,24 +335,6 @@ def kl_hvp_exact(
 
 
 @dataclass
-class MetaUpdateStats:
-    """What one meta-update did."""
-
-    loss_before: float
-    loss_after: float
-    kl_after: float
-    accepted: bool
-    step_fraction: float
-    backtracks: int
-    grad_norm: float
-    grad_seconds: float = 0.0
-    """Surrogate and meta-gradient (through the inner step)."""
-    cg_seconds: float = 0.0
-    """Curvature graphs, conjugate gradient and step scaling."""
-    line_search_seconds: float = 0.0
-
-
-@dataclass
 class TRPOSettings:
     """Hyperparameters of the MAML-TRPO meta-update (see ``metarl.config.TrainConfig``)."""
 
@@ -425,10 +437,11 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
     return MetaUpdateStats(float(loss.detach()), result.loss, result.kl, result.accepted, result.step_fraction, result.backtracks, float(grad.norm()), t1 - t0, t2 - t1, t3 - t2)
 
 
-class MAMLTRPO:
-    """The MAML-TRPO learner: inner adaptation for sampling, and the meta-update.
+class MAMLTRPO(MetaLearner):
+    """The MAML-TRPO learner: inner adaptation for sampling, and the TRPO meta-update.
 
-    Rollouts stay on the CPU; episodes move to ``device`` for the learner's math.
+    Rollouts stay on the CPU; episodes move to ``device`` for the learner's math. The
+    sampling-time adaptation keeps its graph, which the meta-gradient reuses.
 
     Args:
         policy: The policy (on ``device``); its parameters are the meta-parameters.
@@ -449,60 +462,14 @@ class MAMLTRPO:
         stats = learner.step(trains, valid)
     """
 
+    name = "maml-trpo"
+    keeps_adaptation_graph = True
+    settings: TRPOSettings
+
     def __init__(self, policy: Policy, settings: TRPOSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
-        self.policy = policy
-        self.settings = settings
-        self.gamma = gamma
-        self.gae_lambda = gae_lambda
-        self.normalize_advantages = normalize_advantages
-        self.device = torch.device(device)
-        self._chain: dict | None = None  # the adaptation in progress (see adapt)
-
-    def process(self, episodes: Episodes) -> TaskBatch:
-        """Move episodes to the learner's device and compute advantages."""
-        dtype = next(self.policy.parameters()).dtype
-        return process_episodes(episodes.to(self.device, dtype), self.gamma, self.gae_lambda, self.normalize_advantages)
-
-    def initial_params(self) -> Params:
-        """The current meta-parameters, detached, on the CPU (for the sampler)."""
-        return {n: p.detach().cpu() for n, p in self.policy.get_params().items()}
-
-    def adapt(self, params: Params, episodes: Episodes, keep_graph: bool = True) -> Params:
-        """One inner step from ``params`` (shared or stacked) on ``episodes``; stacked CPU result.
-
-        When called as in the class example (starting from ``initial_params()``, then from
-        each result), the processed batches and the adaptation graph are kept for ``step``.
-        Pass ``keep_graph=False`` when no meta-update follows (evaluation).
-        """
-        batch = self.process(episodes)
-        theta = self.policy.get_params()
-        name = next(iter(theta))
-        shared_start = params[name].dim() == theta[name].dim()
-        start: Params | None = None
-        if keep_graph and shared_start:  # a new chain starts at theta
-            self._chain = {"episodes": [], "batches": [], "adapted": None, "returned": None}
-        elif keep_graph and self._chain is not None and params is self._chain["returned"]:
-            start = self._chain["adapted"]
-        else:  # adapt whatever was given, keep no graph
-            self._chain = None
-            leaves = {n: p.to(self.device).detach().requires_grad_(True) for n, p in params.items()}
-            if shared_start:
-                leaves = {n: p.detach().requires_grad_(True) for n, p in stack_params(leaves, batch.obs.shape[0]).items()}
-            with torch.enable_grad():
-                adapted = inner_step(self.policy, leaves, batch, self.settings.fast_lr, create_graph=False, estimator=self.settings.estimator)
-            return {n: p.detach().cpu() for n, p in adapted.items()}
-        adapted = adapt(self.policy, theta, [batch], self.settings.fast_lr, self.settings.first_order, create_graph=True, stacked=start, estimator=self.settings.estimator)
-        returned = {n: p.detach().cpu() for n, p in adapted.items()}
-        self._chain.update(adapted=adapted, returned=returned)
-        self._chain["episodes"].append(episodes)
-        self._chain["batches"].append(batch)
-        return returned
+        super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
     def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
         """The MAML-TRPO meta-update from the inner and post-adaptation episodes."""
-        chain, self._chain = self._chain, None
-        if chain is not None and len(chain["episodes"]) == len(train_episodes) and all(a is b for a, b in zip(chain["episodes"], train_episodes)):
-            trains, adapted = chain["batches"], chain["adapted"]
-        else:
-            trains, adapted = [self.process(e) for e in train_episodes], None
+        trains, adapted = self.take_chain(train_episodes)
         return maml_trpo_step(self.policy, trains, self.process(valid_episodes), self.settings, adapted)

@@ -67,7 +67,7 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
 
 
-def _mlp(params: Params, x: torch.Tensor, num_layers: int, activation: str) -> torch.Tensor:
+def mlp(params: Params, x: torch.Tensor, num_layers: int, activation: str) -> torch.Tensor:
     """``num_layers`` affine layers with ``activation`` between them.
 
     Works for shared weights ``W [out, in]`` with ``x [..., in]`` and for stacked weights
@@ -154,7 +154,7 @@ class GaussianMLPPolicy(MLPPolicy):
     def distribution(self, params: Params, obs: torch.Tensor) -> Dist:
         """``(mean [..., act_dim], log_std [..., act_dim])`` of the action distribution."""
         self._check_obs(params, obs)
-        mean = _mlp(params, obs, self.num_layers, self.activation)
+        mean = mlp(params, obs, self.num_layers, self.activation)
         log_std = params["log_std"].clamp(min=self.min_log_std)
         if log_std.dim() == 2:  # stacked: [K, act] -> [K, 1, act]
             log_std = log_std.unsqueeze(-2)
@@ -209,7 +209,7 @@ class CategoricalMLPPolicy(MLPPolicy):
     def distribution(self, params: Params, obs: torch.Tensor) -> Dist:
         """``(log_probs [..., num_actions],)``: normalized logits."""
         self._check_obs(params, obs)
-        return (torch.log_softmax(_mlp(params, obs, self.num_layers, self.activation), dim=-1),)
+        return (torch.log_softmax(mlp(params, obs, self.num_layers, self.activation), dim=-1),)
 
     @staticmethod
     def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:

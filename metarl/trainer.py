@@ -25,7 +25,8 @@ from tqdm import tqdm
 from metarl.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.logger import RunLogger
-from metarl.maml import MAMLTRPO, TRPOSettings
+from metarl.learner import make_learner
+from metarl.maml import TRPOSettings
 from metarl.policies import Policy, make_policy
 from metarl.sampler import Sampler
 from metarl.tasks import make_family, seed_family
@@ -65,12 +66,14 @@ def build_policy(config: TrainConfig, env: Any) -> Policy:
 
 
 def trpo_settings(config: TrainConfig) -> TRPOSettings:
-    """The learner's settings: the config fields of the same names."""
-    return TRPOSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(TRPOSettings) if hasattr(config, f.name)})
+    """MAML-TRPO's settings: the config fields of the same names."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(TRPOSettings) if hasattr(config, f.name)}
+    values["estimator"] = config.resolved_estimator()
+    return TRPOSettings(**values)
 
 
 class Trainer:
-    """Runs MAML-TRPO meta-training into a run directory.
+    """Runs meta-training (any learner of ``metarl.learner``) into a run directory.
 
     Args:
         config: The validated config.
@@ -97,7 +100,7 @@ class Trainer:
         self.policy = build_policy(config, self.family).to(self.device)
         self.sampler_policy = build_policy(config, self.family)  # CPU twin used only for its functions
         self.sampler = Sampler(config.family, self.sampler_policy, config.horizon, seeds["sampler"], config.env_kwargs)
-        self.learner = MAMLTRPO(self.policy, trpo_settings(config), config.gamma, config.gae_lambda, config.normalize_advantages, self.device)
+        self.learner = make_learner(config, self.policy, self.device)
         self.iteration = 0
         self.total_env_steps = 0
 
@@ -109,8 +112,8 @@ class Trainer:
             "total_env_steps": self.total_env_steps,
             "config": self.config.to_dict(),
             "policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
-            # TRPO keeps no optimizer state between iterations: each step is solved afresh.
-            "learner": {"name": "maml-trpo"},
+            # TRPO keeps no optimizer state between iterations; ProMP / MAML-PPO keep Adam's.
+            "learner": self.learner.state_dict(),
             "rng": {
                 "global": capture_global_rng(),
                 "tasks": self.family.unwrapped.np_random.bit_generator.state,
@@ -125,6 +128,7 @@ class Trainer:
             self.policy.load_state_dict(state["policy"])
             self.iteration = int(state["iteration"])
             self.total_env_steps = int(state.get("total_env_steps", 0))
+            self.learner.load_state_dict(state.get("learner", {}))
             rng = state["rng"]
             restore_global_rng(rng["global"])
             self.family.unwrapped.np_random.bit_generator.state = rng["tasks"]

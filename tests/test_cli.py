@@ -106,7 +106,7 @@ def test_train_writes_config_progress_and_checkpoints(trained_run: Path) -> None
 def test_train_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(train_args(tmp_path / "run", "num_iterations=1")) == 0
     out = capsys.readouterr().out
-    assert f"Training Navigation2D for 1 meta-iterations into {tmp_path / 'run'}" in out
+    assert f"Training maml-trpo on Navigation2D for 1 meta-iterations into {tmp_path / 'run'}" in out
     assert "Done: iteration 1;" in out
     assert f"metarl evaluate {tmp_path / 'run'}" in out
 
@@ -244,7 +244,7 @@ def test_resume_of_a_non_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_resume_refuses_config_overrides(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--resume", str(trained_run), "--set", "fast_lr=0.2"]) == 2
-    assert "do not pass --config or --set" in capsys.readouterr().err
+    assert "do not pass --config, --set or --learner" in capsys.readouterr().err
 
 
 # -- a crash mid-training ------------------------------------------------------------------

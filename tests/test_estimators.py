@@ -148,7 +148,9 @@ def test_inner_objective_rejects_bad_input() -> None:
 
 
 def test_estimator_is_validated_in_settings_and_config() -> None:
-    assert TRPOSettings().estimator == "plain" and TrainConfig().estimator == "plain"
+    assert TRPOSettings().estimator == "plain" and TrainConfig().resolved_estimator() == "plain"
+    assert TrainConfig(learner="promp").resolved_estimator() == "lvc"  # ProMP's own
+    assert TrainConfig(learner="promp", estimator="dice").resolved_estimator() == "dice"
     with pytest.raises(ValueError, match="estimator must be one of plain, dice, lvc"):
         TRPOSettings(estimator="DiCE")
     with pytest.raises(ConfigError, match="Did you mean 'dice'"):

@@ -1,0 +1,98 @@
+"""Reptile for reinforcement learning (Nichol, Achiam and Schulman 2018, "On First-Order
+Meta-Learning Algorithms", Algorithm 2, with policy-gradient inner steps).
+
+Every sampled phase of a meta-iteration is one on-policy inner step per task: the
+``num_steps`` inner batches (sampled along the adaptation, as for MAML) and then the
+post-adaptation batch, so Reptile spends exactly the environment steps MAML spends::
+
+    phi_k^0 = theta,   phi_k^{i+1} = phi_k^i - alpha grad L^in_k(phi_k^i)   (plain PG, i = 0..num_steps)
+    theta  <- theta + epsilon * mean_k (phi_k^{num_steps+1} - theta)
+
+First order and cheap: no derivative through the inner steps and no curvature. The adapted
+policy that is evaluated is the same one-step (or ``num_steps``-step) adaptation every
+learner uses (``metarl.learner``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from metarl.episodes import Episodes
+from metarl.learner import MetaLearner, MetaUpdateStats
+from metarl.maml import inner_loss, inner_step
+from metarl.policies import Params, Policy, detach_params, stack_params
+
+
+@dataclass
+class ReptileSettings:
+    """Hyperparameters of Reptile."""
+
+    fast_lr: float = 0.1
+    """Inner step size alpha."""
+    outer_lr: float = 0.5
+    """epsilon: the fraction of the way theta moves toward the mean adapted parameters."""
+    first_order: bool = True
+    """Always first order (part of the settings protocol every learner shares)."""
+    estimator: str = "plain"
+    """The inner loss (its gradient is all Reptile uses)."""
+
+    def __post_init__(self) -> None:
+        for key in ("fast_lr", "outer_lr"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}.")
+
+
+class Reptile(MetaLearner):
+    """The Reptile learner (see the module docstring).
+
+    Args:
+        policy: The policy (on ``device``); its parameters are the meta-parameters.
+        settings: ``ReptileSettings``.
+        gamma: Discount factor.
+        gae_lambda: GAE lambda.
+        normalize_advantages: Standardize advantages per task.
+        device: Where the meta-update runs.
+    """
+
+    name = "reptile"
+    settings: ReptileSettings
+
+    def __init__(self, policy: Policy, settings: ReptileSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
+        super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
+
+    def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
+        """Replay the inner steps, take one more on the post-adaptation batch, move theta.
+
+        The stats report the post-adaptation batch's inner loss before and after that last
+        step (``loss_before`` / ``loss_after``), ``||theta - mean_k phi_k||`` as
+        ``grad_norm``, and the KL between the old and new *initial* policies on the
+        post-adaptation observations as ``kl_after``.
+        """
+        t0 = time.perf_counter()
+        s = self.settings
+        trains, _ = self.take_chain(train_episodes)
+        valid = self.process(valid_episodes)
+        theta = {n: p.detach() for n, p in self.policy.get_params().items()}
+        k = valid.obs.shape[0]
+        phi: Params = {n: p.clone() for n, p in stack_params(theta, k).items()}
+        with torch.enable_grad():
+            for batch in [*trains, valid]:
+                leaf = {n: p.detach().requires_grad_(True) for n, p in phi.items()}
+                if batch is valid:
+                    loss_before = float(inner_loss(self.policy, leaf, valid, s.estimator).mean())
+                phi = detach_params(inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator))
+        with torch.no_grad():
+            loss_after = float(inner_loss(self.policy, phi, valid, s.estimator).mean())
+            delta = {n: phi[n].mean(0) - theta[n] for n in theta}
+            if not all(torch.isfinite(d).all() for d in delta.values()):
+                raise FloatingPointError("The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values.")
+            old_dist = self.policy.distribution(theta, valid.obs)
+            new_theta = {n: theta[n] + s.outer_lr * delta[n] for n in theta}
+            kl = float((valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs))).sum(-1).mean())
+            self.policy.load_params(new_theta)
+            norm = float(torch.sqrt(sum((d**2).sum() for d in delta.values())))
+        return MetaUpdateStats(loss_before, loss_after, kl, True, 1.0, 0, norm, time.perf_counter() - t0)
