@@ -188,7 +188,7 @@ class ProMP(MetaLearner):
                 loss.backward()
             if j == 0:
                 loss_before = float(loss.detach())
-                grad_norm = float(torch.sqrt(sum((p.grad**2).sum() for p in self.policy.parameters() if p.grad is not None)))
+                grad_norm = float(torch.stack([(p.grad**2).sum() for p in self.policy.parameters() if p.grad is not None]).sum().sqrt())
                 t1 = time.perf_counter()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -83,7 +83,7 @@ class Reptile(MetaLearner):
             for batch in [*trains, valid]:
                 leaf = {n: p.detach().requires_grad_(True) for n, p in phi.items()}
                 if batch is valid:
-                    loss_before = float(inner_loss(self.policy, leaf, valid, s.estimator).mean())
+                    loss_before = float(inner_loss(self.policy, leaf, valid, s.estimator).mean().detach())
                 phi = detach_params(inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator))
         with torch.no_grad():
             loss_after = float(inner_loss(self.policy, phi, valid, s.estimator).mean())
@@ -94,5 +94,5 @@ class Reptile(MetaLearner):
             new_theta = {n: theta[n] + s.outer_lr * delta[n] for n in theta}
             kl = float((valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs))).sum(-1).mean())
             self.policy.load_params(new_theta)
-            norm = float(torch.sqrt(sum((d**2).sum() for d in delta.values())))
+            norm = float(torch.stack([(d**2).sum() for d in delta.values()]).sum().sqrt())
         return MetaUpdateStats(loss_before, loss_after, kl, True, 1.0, 0, norm, time.perf_counter() - t0)
