@@ -61,7 +61,7 @@ class TrainConfig:
     normalize_advantages: bool = True
     """Standardize advantages per task."""
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    """Hidden layer widths of the policy MLP."""
+    """Hidden layer widths of the policy MLP ([] for a linear policy, e.g. tabular softmax)."""
     activation: str = "tanh"
     """Hidden activation: tanh or relu."""
     init_std: float = 1.0
@@ -89,7 +89,7 @@ class TrainConfig:
     ``metarl.estimators``. null: the learner's own (lvc for promp, plain otherwise)."""
     outer_lr: float | None = None
     """Outer step size of promp / maml-ppo (Adam, default 1e-3) and reptile (epsilon, default
-    0.5); null: the learner's default. MAML-TRPO's step is set by max_kl instead."""
+    1.0); null: the learner's default. MAML-TRPO's step is set by max_kl instead."""
     clip_eps: float = 0.3
     """promp / maml-ppo: clipping range of the likelihood ratio."""
     ppo_steps: int = 5
@@ -115,7 +115,7 @@ class TrainConfig:
         """The outer step size (``outer_lr``, or the learner's default)."""
         if self.outer_lr is not None:
             return self.outer_lr
-        return 0.5 if self.learner == "reptile" else 1e-3
+        return 1.0 if self.learner == "reptile" else 1e-3
 
     def resolved_inner_kl_coef(self) -> float:
         """ProMP's inner KL penalty (``inner_kl_coef``, or 5e-4 for promp and 0 otherwise)."""
@@ -143,8 +143,8 @@ class TrainConfig:
             raise ConfigError(f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio!r}.")
         if self.horizon is not None and self.horizon < 1:
             raise ConfigError(f"horizon must be a positive integer or null, got {self.horizon!r}.")
-        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}.")
+        if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes must be a list of positive integers ([] for a linear policy), got {self.hidden_sizes!r}.")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
         if self.learner not in LEARNERS:

@@ -33,7 +33,7 @@ class ReptileSettings:
 
     fast_lr: float = 0.1
     """Inner step size alpha."""
-    outer_lr: float = 0.5
+    outer_lr: float = 1.0
     """epsilon: the fraction of the way theta moves toward the mean adapted parameters."""
     first_order: bool = True
     """Always first order (part of the settings protocol every learner shares)."""
