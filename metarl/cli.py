@@ -1,4 +1,4 @@
-"""Command line: ``metarl train``, ``metarl evaluate``, ``metarl configs``.
+"""Command line: ``metarl train``, ``metarl evaluate``, ``metarl benchmark``, ``metarl check-env``, ``metarl configs``.
 
 The CLI only parses arguments, calls the library and prints. Expected failures (bad
 config, unknown family, missing checkpoint, env errors, NaN batches) print one clear
@@ -18,10 +18,10 @@ from metarl.config import ConfigError, load_config, packaged_configs
 from metarl.episodes import NonFiniteBatchError
 from metarl.learner import LEARNERS
 from metarl.sampler import SamplerError
-from metarl.tasks import TaskAPIError, TaskNotSetError, UnknownFamilyError
+from metarl.tasks import FamilyConstructionError, TaskAPIError, TaskNotSetError, UnknownFamilyError
 from metarl.trainer import RunExistsError
 
-USER_ERRORS = (RunExistsError, ConfigError, UnknownFamilyError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
+USER_ERRORS = (RunExistsError, ConfigError, UnknownFamilyError, FamilyConstructionError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -59,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=_count(0), default=3, help="largest number of adaptation steps (default 3)")
     ev.add_argument("--seed", type=int, help="task seed (default: derived from the run's seed, disjoint from training)")
     ev.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoints/last.pt)")
+
+    bench = sub.add_parser("benchmark", help="MAML vs pretrained / oracle / random on held-out tasks, over seeds")
+    bench.add_argument("--config", default="2d-navigation", help="packaged config name or YAML file (default 2d-navigation)")
+    bench.add_argument("--budget", choices=["smoke", "full"], default="smoke", help="smoke: CI-sized (< 1 min); full: the published protocol")
+    bench.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
+    bench.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. family=mymodule:MyFamily horizon=50")
+    bench.add_argument("--out", help="output folder (default: runs/benchmark-<config>-<budget>-<timestamp>)")
+    bench.add_argument("--maml-runs", nargs="+", metavar="RUN_DIR", help="evaluate these MAML runs (one per seed) instead of training")
+    bench.add_argument("--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)")
+    bench.add_argument("--jobs", type=_count(1), default=1, help="seeds in parallel processes (one torch thread each)")
+
+    check = sub.add_parser("check-env", help="check that a task family is ready for meta-training")
+    check.add_argument("target", help="a family id (Navigation2D), a Gymnasium id, or package.module:ClassName")
+    check.add_argument("--kwargs", nargs="+", default=[], metavar="KEY=VALUE", help="constructor arguments (YAML values), e.g. --kwargs goal_scale=3.0")
+    check.add_argument("--seed", type=int, default=0, help="seed of the checks' task sampling, resets and actions (default 0)")
 
     sub.add_parser("configs", help="list the packaged configs")
     return parser
@@ -100,6 +115,41 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"Saved {Path(args.run_dir) / 'eval.json'} and eval.png")
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    from metarl.benchmark import run_benchmark
+
+    name = Path(args.config).stem
+    out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        report = run_benchmark(args.config, args.budget, args.seeds, out, args.overrides, args.maml_runs, args.jobs, args.ppo_timesteps)
+    except (ValueError, FileExistsError) as e:
+        if isinstance(e, USER_ERRORS):
+            raise
+        raise ConfigError(str(e)) from e
+    print((out / "benchmark.md").read_text())
+    print(f"Raw returns, plots and MAML runs are in {out} ({report['wall_seconds']:.0f} s).")
+
+
+def _check_env(args: argparse.Namespace) -> int:
+    """Print one line per check; 1 if any failed, else 0."""
+    import yaml
+
+    from metarl.check_env import check_family, format_results
+
+    kwargs = {}
+    for item in args.kwargs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--kwargs takes KEY=VALUE pairs, got {item!r}.")
+        try:
+            kwargs[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--kwargs {item!r}: the value is not valid YAML ({e}).") from e
+    results = check_family(args.target, kwargs, seed=args.seed)
+    print(format_results(results))
+    return 1 if any(r.failed for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` command."""
     args = _parser().parse_args(argv)
@@ -108,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "check-env":
+            return _check_env(args)
+        elif args.command == "benchmark":
+            _benchmark(args)
         elif args.command == "configs":
             print("\n".join(packaged_configs()))
     except USER_ERRORS as e:

@@ -86,7 +86,9 @@ class Sampler:
         spec_horizon = self.env.spec.max_episode_steps if self.env.spec is not None else None
         self.horizon = int(horizon or spec_horizon or 0)
         if self.horizon < 1:
-            raise ValueError("The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps.")
+            from metarl.config import ConfigError
+
+            raise ConfigError("The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps.")
         self.policy = policy
         self.generator = torch.Generator().manual_seed(seed)
         self.np_rng = np.random.default_rng(seed)

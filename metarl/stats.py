@@ -91,8 +91,8 @@ def stratified_bootstrap_ci(
     runs, tasks = scores.shape
     stats = np.empty(reps)
     for i in range(reps):
-        r = rng.integers(0, runs, size=runs)
-        t = rng.integers(0, tasks, size=(runs, tasks))
+        r = np.asarray(rng.integers(0, runs, size=runs))
+        t = np.asarray(rng.integers(0, tasks, size=(runs, tasks)))
         stats[i] = statistic(scores[r[:, None], t])
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])

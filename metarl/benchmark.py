@@ -1,0 +1,358 @@
+"""The MAML paper's evaluation protocol, against baselines, over seeds.
+
+For a config (task family + MAML settings) and a budget, for every seed:
+
+* **maml**: meta-train (or load a run) with the config's learner;
+* **pretrained**: SB3 PPO on the family, a new task every episode (``metarl.ppo_baselines``);
+* **oracle**: SB3 PPO that observes the task;
+* **random**: a fresh initialization.
+
+Every method is then evaluated on the same held-out tasks (fixed seed, disjoint from
+training) with the same sampler seed: return after 0..K inner policy-gradient steps, the
+very inner step MAML uses. MAML adapts with the step size it was meta-trained with; each
+baseline with the step size from ``budget.lr_grid`` that gives the best one-step return on
+training tasks (as the MAML paper's evaluation). Aggregates over seeds x tasks with
+``metarl.stats``: mean and IQM with stratified-bootstrap 95% intervals.
+
+Outputs in ``out``: ``benchmark.json`` (raw per-task returns and the summary),
+``benchmark.md`` (table), ``adaptation.png`` (return vs adaptation steps, 95% bands) and
+``learning_curve.png`` (MAML's post-adaptation return vs meta-iteration).
+
+Example:
+    >>> report = run_benchmark("2d-navigation", "smoke", seeds=[0], out="runs/bench-smoke")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from metarl.checkpoint import CheckpointError, load_checkpoint
+from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.evaluate import adaptation_returns
+from metarl.maml import MAMLTRPO, TRPOSettings
+from metarl.policies import Policy
+from metarl.sampler import Sampler
+from metarl.stats import aggregate
+from metarl.tasks import make_family, seed_family
+
+METHODS = ("maml", "pretrained", "oracle", "random")
+EVAL_TASK_SEED = 20_240_101
+"""Held-out tasks: the same for every method, seed and family (disjoint from the training streams)."""
+EVAL_SAMPLER_SEED = 7_000_000
+"""Action noise and reset seeds of the evaluation (common random numbers across methods)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much compute one benchmark spends."""
+
+    name: str
+    maml_iterations: int | None
+    """Meta-iterations (``None``: the config's ``num_iterations``)."""
+    ppo_timesteps: int
+    """Environment steps of each PPO baseline."""
+    eval_tasks: int
+    eval_episodes: int
+    max_steps: int
+    """Evaluate after 0..max_steps adaptation steps."""
+    lr_grid: tuple[float, ...]
+    """Candidate fine-tuning step sizes of the baselines."""
+    lr_tasks: int
+    """Training tasks used to pick a baseline's step size."""
+    config_overrides: tuple[str, ...] = field(default_factory=tuple)
+    """Applied to the config (the smoke budget shrinks the meta-batch)."""
+
+
+BUDGETS = {
+    "smoke": Budget("smoke", 2, 2048, eval_tasks=4, eval_episodes=2, max_steps=2, lr_grid=(0.1,), lr_tasks=2, config_overrides=("meta_batch_size=4", "episodes_per_task=4")),
+    "full": Budget("full", None, 250_000, eval_tasks=40, eval_episodes=20, max_steps=3, lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0), lr_tasks=10),
+}
+
+
+def get_budget(name: str) -> Budget:
+    """A named budget, or ValueError naming the choices."""
+    if name not in BUDGETS:
+        raise ValueError(f"Unknown budget {name!r}; choose one of {', '.join(BUDGETS)}.")
+    return BUDGETS[name]
+
+
+def _adapter(policy: Policy, config: TrainConfig, fast_lr: float) -> MAMLTRPO:
+    """The inner step every method is fine-tuned with (only ``adapt`` is used)."""
+    return MAMLTRPO(policy, TRPOSettings(fast_lr=fast_lr), config.gamma, config.gae_lambda, config.normalize_advantages)
+
+
+def _family_env(config: TrainConfig, oracle: bool) -> Any:
+    """The family env the sampler steps (the oracle's sees the task)."""
+    if oracle:
+        from metarl.ppo_baselines import TaskObservationEnv
+
+        return TaskObservationEnv(config.family, **config.env_kwargs)
+    return make_family(config.family, **config.env_kwargs)
+
+
+def _horizon(config: TrainConfig) -> int:
+    env = make_family(config.family, **config.env_kwargs)
+    horizon = config.horizon or (env.spec.max_episode_steps if env.spec is not None else None)
+    if not horizon:
+        raise ValueError(f"{config.family} has no registered episode length: set `horizon` in the config.")
+    return int(horizon)
+
+
+def choose_step_size(policy: Policy, config: TrainConfig, env: Any, grid: Sequence[float], num_tasks: int, episodes: int, seed: int) -> tuple[float, dict[str, float]]:
+    """The step size in ``grid`` with the best mean one-step return on training tasks.
+
+    Returns:
+        ``(best step size, {step size: one-step return})``.
+    """
+    if len(grid) == 1:
+        return float(grid[0]), {}
+    seed_family(env, seed)
+    tasks = env.unwrapped.sample_tasks(num_tasks)
+    scores = {}
+    for lr in grid:
+        sampler = Sampler(copy.deepcopy(env), policy, config.horizon or _horizon(config), seed + 1)
+        with torch.no_grad():
+            scores[str(lr)] = float(adaptation_returns(policy, _adapter(policy, config, lr), sampler, tasks, episodes, max_steps=1)[1].mean())
+    best = max(grid, key=lambda lr: scores[str(lr)])
+    return float(best), scores
+
+
+def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig, list[dict[str, Any]]]:
+    from metarl.logger import read_csv
+    from metarl.trainer import build_policy
+
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    saved = config_from_dict(state["config"])
+    if saved.family != config.family:
+        raise CheckpointError(f"{run_dir} was trained on {saved.family}, the benchmark is on {config.family}: pass runs of the same family.")
+    policy = build_policy(saved, make_family(saved.family, **saved.env_kwargs))
+    policy.load_state_dict(state["policy"])
+    rows = read_csv(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else []
+    return policy, saved, rows
+
+
+def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run: str | None = None, progress: bool = False, threads: int = 1) -> dict[str, Any]:
+    """Train (or load) every method for one seed and evaluate them; safe to run in a worker process.
+
+    Returns:
+        ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
+        "learning_curve", "seconds"}``.
+    """
+    from metarl.ppo_baselines import sb3_to_metarl, train_ppo
+    from metarl.trainer import Trainer, build_policy, seed_streams
+
+    torch.set_num_threads(threads)
+    config = replace(config, seed=seed)
+    horizon = _horizon(config)
+    timings: dict[str, float] = {}
+    policies: dict[str, Policy] = {}
+    t0 = time.perf_counter()
+    if maml_run is not None:
+        policies["maml"], trained_config, rows = _load_maml(Path(maml_run), config)
+        maml_lr = trained_config.fast_lr
+    else:
+        cfg = replace(config, num_iterations=budget.maml_iterations or config.num_iterations, checkpoint_every=max(1, config.checkpoint_every))
+        trainer = Trainer(cfg.validate(), Path(out) / "runs" / f"maml-seed{seed}", progress=progress)
+        rows = trainer.train()
+        policies["maml"], maml_lr = trainer.policy.cpu(), cfg.fast_lr
+    timings["maml"] = time.perf_counter() - t0
+    hidden = tuple(config.hidden_sizes)
+    if config.activation != "tanh":
+        raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
+    for name, oracle in (("pretrained", False), ("oracle", True)):
+        t = time.perf_counter()
+        model = train_ppo(config.family, horizon, budget.ppo_timesteps, seed, hidden, config.init_std, oracle=oracle, env_kwargs=config.env_kwargs)
+        policies[name] = sb3_to_metarl(model, hidden)
+        timings[name] = time.perf_counter() - t
+    torch.manual_seed(seed_streams(seed)["init"] + 1)
+    policies["random"] = build_policy(config, make_family(config.family, **config.env_kwargs))
+
+    returns: dict[str, list[list[float]]] = {}
+    step_sizes: dict[str, float] = {"maml": maml_lr}
+    lr_scores: dict[str, dict[str, float]] = {}
+    for name in METHODS:
+        policy = policies[name].float()
+        env = _family_env(config, oracle=name == "oracle")
+        if name != "maml":
+            train_seed = seed_streams(seed)["tasks"] + 17
+            step_sizes[name], lr_scores[name] = choose_step_size(policy, config, env, budget.lr_grid, budget.lr_tasks, budget.eval_episodes, train_seed)
+        seed_family(env, EVAL_TASK_SEED)
+        tasks = env.unwrapped.sample_tasks(budget.eval_tasks)
+        sampler = Sampler(env, policy, horizon, EVAL_SAMPLER_SEED)
+        t = time.perf_counter()
+        with torch.no_grad():
+            r = adaptation_returns(policy, _adapter(policy, config, step_sizes[name]), sampler, tasks, budget.eval_episodes, budget.max_steps)
+        timings[f"eval_{name}"] = time.perf_counter() - t
+        returns[name] = r.tolist()
+    curve = {"iteration": [int(r["iteration"]) for r in rows], "pre_return": [float(r["pre_return"]) for r in rows], "post_return": [float(r["post_return"]) for r in rows]}
+    return {"seed": seed, "returns": returns, "step_sizes": step_sizes, "lr_scores": lr_scores, "learning_curve": curve, "seconds": timings}
+
+
+def summarize(per_seed: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
+    """Per method and adaptation step: mean, IQM, bootstrap CIs over ``[seeds, tasks]``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in METHODS:
+        scores = np.array([s["returns"][name] for s in per_seed])  # [seeds, steps + 1, tasks]
+        out[name] = [{"steps": k, **asdict(aggregate(scores[:, k], reps=reps, seed=k))} for k in range(scores.shape[1])]
+    return out
+
+
+def claim(summary: dict[str, list[dict[str, Any]]], step: int = 1) -> dict[str, Any]:
+    """Does MAML after ``step`` steps beat pretrained and random with non-overlapping 95% CIs?"""
+    if len(summary["maml"]) <= step:
+        return {}
+    maml = summary["maml"][step]
+    result: dict[str, Any] = {}
+    for other in ("pretrained", "random"):
+        o = summary[other][step]
+        result[other] = {"maml_mean": maml["mean"], "other_mean": o["mean"], "non_overlapping": maml["mean_ci"][0] > o["mean_ci"][1]}
+    return result
+
+
+def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
+    """Markdown: one row per method, mean [95% CI] and IQM per adaptation step."""
+    steps = len(next(iter(summary.values())))
+    head = "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}: mean [95% CI] | IQM" for k in range(steps)) + " |"
+    lines = [f"### {title}", "", head, "|---|" + "---:|---:|" * steps]
+    for name, rows in summary.items():
+        cells = [f"{r['mean']:.2f} [{r['mean_ci'][0]:.2f}, {r['mean_ci'][1]:.2f}] | {r['iqm']:.2f}" for r in rows]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
+    """``adaptation.png`` and ``learning_curve.png``; nothing without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in summary.items():
+        x = [r["steps"] for r in rows]
+        (line,) = ax.plot(x, [r["mean"] for r in rows], marker="o", label=name)
+        ax.fill_between(x, [r["mean_ci"][0] for r in rows], [r["mean_ci"][1] for r in rows], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("adaptation steps")
+    ax.set_ylabel("return on held-out tasks (95% CI)")
+    ax.set_xticks(x)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths = [out / "adaptation.png"]
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+    curves = [s["learning_curve"] for s in per_seed if s["learning_curve"]["iteration"]]
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        n = min(len(c["post_return"]) for c in curves)
+        for key, label in (("pre_return", "before adaptation"), ("post_return", "after one step")):
+            ys = np.array([c[key][:n] for c in curves])
+            (line,) = ax.plot(np.arange(1, n + 1), ys.mean(0), label=f"MAML, {label}")
+            ax.fill_between(np.arange(1, n + 1), ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel("return on training tasks (mean, range over seeds)")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(out / "learning_curve.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def run_benchmark(
+    config: str | TrainConfig,
+    budget: str | Budget = "smoke",
+    seeds: Sequence[int] = (0,),
+    out: str | Path = "runs/benchmark",
+    overrides: Sequence[str] = (),
+    maml_runs: Sequence[str] | None = None,
+    jobs: int = 1,
+    ppo_timesteps: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the protocol of the module docstring and write its outputs to ``out``.
+
+    Args:
+        config: A packaged config name, YAML path or ``TrainConfig``.
+        budget: ``smoke`` (CI, under a minute) or ``full`` (the published protocol), or a ``Budget``.
+        seeds: Training seeds (one MAML run and one of each baseline per seed).
+        out: Output folder (refused if it already holds a benchmark).
+        overrides: ``key=value`` config overrides.
+        maml_runs: Existing MAML run directories, one per seed, instead of training.
+        jobs: Seeds run in parallel processes (one torch thread each).
+        ppo_timesteps: Override the budget's PPO steps.
+        progress: Show MAML's progress bar.
+
+    Returns:
+        The report written to ``benchmark.json``.
+
+    Raises:
+        ValueError: Bad budget, seeds or run list; FileExistsError: ``out`` holds a benchmark.
+    """
+    b = get_budget(budget) if isinstance(budget, str) else budget
+    if ppo_timesteps is not None:
+        if ppo_timesteps < 1:
+            raise ValueError(f"ppo_timesteps must be >= 1, got {ppo_timesteps}.")
+        b = replace(b, ppo_timesteps=ppo_timesteps)
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}.")
+    if maml_runs is not None and len(maml_runs) != len(seeds):
+        raise ValueError(f"Pass one MAML run per seed: {len(maml_runs)} runs for seeds {seeds}.")
+    cfg = config if isinstance(config, TrainConfig) else load_config(config, [*b.config_overrides, "tensorboard=false", "torch_threads=1", *overrides])
+    out = Path(out)
+    if (out / "benchmark.json").exists() or (out / "runs").exists():
+        raise FileExistsError(f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten).")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
+    if jobs > 1 and len(seeds) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+            per_seed = list(pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs))
+    else:
+        per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
+    summary = summarize(per_seed)
+    title = f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes ({b.name} budget)"
+    report: dict[str, Any] = {
+        "family": cfg.family,
+        "budget": asdict(b),
+        "seeds": seeds,
+        "config": cfg.to_dict(),
+        "maml_runs": maml_runs,
+        "eval_task_seed": EVAL_TASK_SEED,
+        "summary": summary,
+        "claim_one_step": claim(summary),
+        "per_seed": per_seed,
+        "wall_seconds": time.perf_counter() - t0,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+    }
+    (out / "benchmark.json").write_text(json.dumps(report, indent=1))
+    text = format_table(summary, title)
+    verdict: dict[str, Any] = claim(summary)
+    if verdict:
+        text += "\n" + "\n".join(
+            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs {'do not overlap' if v['non_overlapping'] else 'OVERLAP'}." for k, v in verdict.items()
+        )
+        text += "\n"
+    text += "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): " + ", ".join(
+        f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS
+    ) + "\n"
+    (out / "benchmark.md").write_text(text)
+    plot(summary, per_seed, out, cfg.family)
+    return report

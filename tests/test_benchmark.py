@@ -1,0 +1,161 @@
+"""`metarl benchmark`: PPO baselines, weight transfer, task observation, aggregation, smoke run."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.benchmark import BUDGETS, METHODS, Budget, claim, format_table, get_budget, run_benchmark, summarize
+from metarl.ppo_baselines import NewTaskEachEpisode, TaskObservationEnv, policy_mean, sb3_to_metarl, task_vector, train_ppo
+from metarl.tasks import make_family, seed_family
+
+pytest.importorskip("stable_baselines3")
+
+
+@dataclass(frozen=True)
+class _Task:
+    a: float
+    b: tuple[float, float]
+
+
+class _ArrayTask:
+    def to_array(self) -> list[float]:
+        return [1.0, 2.0, 3.0]
+
+
+def test_task_vector() -> None:
+    np.testing.assert_array_equal(task_vector(_Task(1.5, (2.0, -1.0))), [1.5, 2.0, -1.0])
+    np.testing.assert_array_equal(task_vector(_ArrayTask()), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(task_vector(0.25), [0.25])
+    np.testing.assert_array_equal(task_vector({"b": 2.0, "a": [1.0, 0.5]}), [1.0, 0.5, 2.0])
+    with pytest.raises(TypeError, match="to_array"):
+        task_vector(object())
+
+
+def test_task_observation_env_appends_the_task() -> None:
+    env = TaskObservationEnv("Navigation2D")
+    seed_family(env, 0)
+    task = env.sample_tasks(1)[0]
+    env.set_task(task)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4,) and env.observation_space.contains(obs)
+    np.testing.assert_allclose(obs[2:], np.asarray(task.goal, dtype=np.float32))
+    obs2, reward, *_ = env.step(np.zeros(2, dtype=np.float32))
+    np.testing.assert_allclose(obs2[2:], obs[2:])
+    assert np.isfinite(reward)
+    clone = copy.deepcopy(env)  # the sampler copies the env for its vector path
+    assert clone.get_task() == task
+    # same task draws as the plain family under the same seed
+    plain = make_family("Navigation2D")
+    seed_family(plain, 5)
+    seed_family(env, 5)
+    assert env.sample_tasks(3) == plain.unwrapped.sample_tasks(3)
+
+
+def test_new_task_each_episode_is_seeded() -> None:
+    def goals(seed: int) -> list:
+        env = NewTaskEachEpisode(make_family("Navigation2D"))
+        env.reset(seed=seed)
+        out = [env.unwrapped.get_task()]
+        for _ in range(3):
+            env.reset()
+            out.append(env.unwrapped.get_task())
+        return out
+
+    a, b = goals(1), goals(1)
+    assert a == b and len(set(a)) == 4 and goals(2) != a
+
+
+def test_sb3_weights_load_into_the_metarl_policy_exactly() -> None:
+    torch.set_num_threads(1)
+    model = train_ppo("Navigation2D", horizon=10, timesteps=128, seed=0, hidden_sizes=(8, 8), n_envs=2)
+    policy = sb3_to_metarl(model, (8, 8))
+    obs = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    with torch.no_grad():
+        sb3_mean = model.policy.get_distribution(torch.as_tensor(obs)).distribution.mean.numpy()
+    np.testing.assert_allclose(policy_mean(policy, obs), sb3_mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(policy.log_std.detach().numpy(), model.policy.log_std.detach().numpy())
+    with pytest.raises(ValueError, match="wide"):
+        sb3_to_metarl(model, (64, 64))
+
+
+def _fake_per_seed(offsets: dict[str, float], seeds: int = 3, tasks: int = 30) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{"returns": {m: [list(offsets[m] + k + rng.normal(0, 1, tasks)) for k in range(3)] for m in METHODS}} for _ in range(seeds)]
+
+
+def test_summary_and_claim() -> None:
+    per_seed = _fake_per_seed({"maml": 10.0, "pretrained": 0.0, "oracle": 20.0, "random": -5.0})
+    summary = summarize(per_seed, reps=200)
+    assert [r["steps"] for r in summary["maml"]] == [0, 1, 2]
+    assert summary["maml"][1]["mean"] == pytest.approx(np.mean([s["returns"]["maml"][1] for s in per_seed]))
+    verdict = claim(summary)
+    assert verdict["pretrained"]["non_overlapping"] and verdict["random"]["non_overlapping"]
+    close = summarize(_fake_per_seed({"maml": 0.1, "pretrained": 0.0, "oracle": 20.0, "random": -5.0}), reps=200)
+    assert not claim(close)["pretrained"]["non_overlapping"]
+    table = format_table(summary, "t")
+    assert "| maml |" in table and "1 step: mean [95% CI]" in table
+
+
+def test_budgets_and_bad_arguments(tmp_path) -> None:
+    assert get_budget("full").eval_tasks >= 40 and get_budget("full").eval_episodes >= 20
+    with pytest.raises(ValueError, match="Unknown budget 'huge'"):
+        get_budget("huge")
+    with pytest.raises(ValueError, match="one MAML run per seed"):
+        run_benchmark("2d-navigation", "smoke", seeds=[0, 1], out=tmp_path / "a", maml_runs=["x"])
+    with pytest.raises(ValueError, match="distinct"):
+        run_benchmark("2d-navigation", "smoke", seeds=[0, 0], out=tmp_path / "b")
+
+
+def test_smoke_benchmark_end_to_end(tmp_path) -> None:
+    torch.set_num_threads(1)
+    tiny = Budget("tiny", 1, 256, eval_tasks=3, eval_episodes=2, max_steps=1, lr_grid=(0.05, 0.2), lr_tasks=2, config_overrides=("meta_batch_size=2", "episodes_per_task=2"))
+    out = tmp_path / "bench"
+    report = run_benchmark("2d-navigation", tiny, seeds=[0], out=out, overrides=["horizon=20", "hidden_sizes=[8]"])
+    for name in ("benchmark.json", "benchmark.md", "adaptation.png", "learning_curve.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert set(saved["per_seed"][0]["returns"]) == set(METHODS)
+    assert all(np.array(saved["per_seed"][0]["returns"][m]).shape == (2, 3) for m in METHODS)
+    assert saved["per_seed"][0]["step_sizes"]["pretrained"] in (0.05, 0.2)  # chosen on training tasks
+    assert saved["per_seed"][0]["step_sizes"]["maml"] == 0.1  # MAML's own meta-training step
+    assert report["summary"]["maml"][0]["mean"] == pytest.approx(np.mean(saved["per_seed"][0]["returns"]["maml"][0]))
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        run_benchmark("2d-navigation", tiny, seeds=[0], out=out)
+    # an existing MAML run is loaded instead of trained
+    again = run_benchmark("2d-navigation", tiny, seeds=[0], out=tmp_path / "again", overrides=["horizon=20", "hidden_sizes=[8]"], maml_runs=[str(out / "runs" / "maml-seed0")])
+    assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
+
+
+def test_budget_table_is_complete() -> None:
+    assert set(BUDGETS) == {"smoke", "full"}
+
+
+def test_cli_benchmarks_a_family_defined_in_the_test_suite(tmp_path, capsys) -> None:
+    """`metarl benchmark` on tests/user_families.py:GoodFamily (no metarl code knows it)."""
+    from metarl.cli import main
+
+    out = tmp_path / "bench"
+    args = ["benchmark", "--budget", "smoke", "--out", str(out), "--ppo-timesteps", "256",
+            "--set", "family=user_families:GoodFamily", "horizon=10", "hidden_sizes=[8]", "env_kwargs={goal_scale: 2.0}"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| maml |" in printed and "| oracle |" in printed
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["family"] == "user_families:GoodFamily" and report["config"]["env_kwargs"] == {"goal_scale": 2.0}
+    assert main(args) == 2  # never overwrites
+    assert "never overwritten" in capsys.readouterr().err
+
+
+def test_cli_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
+    from metarl.cli import main
+
+    assert main(["benchmark", "--out", str(tmp_path / "x"), "--seeds", "0", "1", "--maml-runs", "a"]) == 2
+    assert "one MAML run per seed" in capsys.readouterr().err
+    assert main(["benchmark", "--out", str(tmp_path / "y"), "--set", "family=NoSuchFamily"]) == 2
+    assert "Unknown task family 'NoSuchFamily'" in capsys.readouterr().err
