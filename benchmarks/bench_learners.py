@@ -97,15 +97,15 @@ def table(summary: dict[str, Any], iterations: int, seeds: list[int], eval_tasks
         "Mean and IQM over seeds x tasks with stratified-bootstrap 95% CIs; 'seed means' are the per-seed means "
         "with a 95% t interval over seeds.",
         "",
-        "| method | before: mean [95% CI] | after 1 step: mean [95% CI] | after: IQM [95% CI] | after: seed means (t 95%) | env steps | s / iteration |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | before: mean [95% CI] | after 1 step: mean [95% CI] | after: IQM [95% CI] | after: seed means (t 95%) | env steps |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for method, s in summary.items():
         b, a = s["before"], s["after"]
         seeds_txt = ", ".join(f"{m:.1f}" for m in a["seed_means"]) + (f" (+-{a['seed_t_halfwidth']:.1f})" if np.isfinite(a["seed_t_halfwidth"]) else "")
         lines.append(
             f"| {method} | {b['mean']:.2f} [{b['mean_ci'][0]:.2f}, {b['mean_ci'][1]:.2f}] | **{a['mean']:.2f}** [{a['mean_ci'][0]:.2f}, {a['mean_ci'][1]:.2f}] "
-            f"| {a['iqm']:.2f} [{a['iqm_ci'][0]:.2f}, {a['iqm_ci'][1]:.2f}] | {seeds_txt} | {s['total_env_steps']:,} | {s['seconds_per_iteration']:.2f} |"
+            f"| {a['iqm']:.2f} [{a['iqm_ci'][0]:.2f}, {a['iqm_ci'][1]:.2f}] | {seeds_txt} | {s['total_env_steps']:,} |"
         )
     return "\n".join(lines) + "\n"
 
