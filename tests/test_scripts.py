@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["meta_batch_size=2", "episodes_per_task=10", "horizon=10", "hidden_sizes=[8]", "cg_iters=2"]
 
@@ -48,3 +50,11 @@ def test_reproducibility_benchmark_reports_identical_logs(tmp_path):
     assert report["same_seed_identical_logs"] is True
     assert report["other_seed_differs"] is True
     assert report["post_return_seed0_run1"] == report["post_return_seed0_run2"]
+
+
+def test_benchmark_script_runs_the_smoke_budget(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--budget", "smoke", "--out", str(tmp_path / "b"), "--ppo-timesteps", "256", "--set", "horizon=20", "hidden_sizes=[8]"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| pretrained |" in result.stdout and (tmp_path / "b" / "benchmark.json").is_file()
