@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_meta_iteration.py
 	$(PY) benchmarks/bench_reproducibility.py
 	$(PY) benchmarks/bench_subsample_learning.py
+	$(PY) benchmarks/bench_sinusoid.py
 
 typecheck: $(STAMP)
 	$(PY) -m pip install -q mypy
