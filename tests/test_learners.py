@@ -276,12 +276,16 @@ def test_learner_learns_to_adapt_on_2d_navigation(tmp_path, name: str, iteration
         assert adapted > gain and adapted > 2 * se, (adapted, se)
 
 
-@pytest.mark.parametrize("name,extra,margin", [("maml-trpo", [], 1.5), ("promp", ["outer_lr=0.03"], 1.0), ("maml-ppo", ["outer_lr=0.03"], 0.5)])
+@pytest.mark.parametrize(
+    "name,extra,margin",
+    [("maml-trpo", [], 1.5), ("promp", ["outer_lr=0.03"], 1.0), ("maml-ppo", ["outer_lr=0.03"], 0.5), ("reptile", ["num_iterations=300", "fast_lr=1.0"], 0.3)],
+)
 def test_learner_learns_to_adapt_on_tabular_mdps(tmp_path, name: str, extra: list[str], margin: float) -> None:
-    """100 iterations on random tabular MDPs: post-adaptation return on 50 held-out tasks rises
-    (measured +2.9 / +1.7 / +1.1 over the untrained policy, paired SE 0.3-0.5). Reptile is
-    left out: it measured +0.2 +- 0.2 here (the mean task is flat, so its joint-training term
-    has nothing to learn; see the learner comparison)."""
+    """On random tabular MDPs the post-adaptation return on 50 held-out tasks rises over the
+    untrained policy's: measured +2.9 / +1.7 / +1.1 (paired SE 0.3-0.5) after 100 iterations
+    for maml-trpo / promp / maml-ppo. Reptile needs more: +0.75 +- 0.28 after 300 iterations
+    with fast_lr 1.0 (+0.2 +- 0.2 after 100 at 0.5): the mean task is flat, so only Reptile's
+    small second-order term learns anything here."""
     cfg = load_config("tabular-mdp", ["tensorboard=false", "torch_threads=1", f"learner={name}", *extra])
     untrained, trained = short_run(tmp_path, cfg, eval_tasks=50, episodes=10)
     improvement, se = paired_gain(trained[1], untrained[1])
