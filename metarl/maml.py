@@ -451,15 +451,7 @@ class MAMLTRPO(MetaLearner):
         normalize_advantages: Standardize advantages per task.
         device: Where the meta-update runs.
 
-    Example (one meta-iteration)::
-
-        params = learner.initial_params()
-        trains = []
-        for _ in range(num_steps):
-            trains.append(sampler.sample(params, tasks, n))
-            params = learner.adapt(params, trains[-1])
-        valid = sampler.sample(params, tasks, n)
-        stats = learner.step(trains, valid)
+    One meta-iteration with it is the example of ``metarl.learner``.
     """
 
     name = "maml-trpo"
