@@ -159,3 +159,24 @@ def test_cli_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
     assert "one MAML run per seed" in capsys.readouterr().err
     assert main(["benchmark", "--out", str(tmp_path / "y"), "--set", "family=NoSuchFamily"]) == 2
     assert "Unknown task family 'NoSuchFamily'" in capsys.readouterr().err
+
+
+def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
+    """The baseline's step size is the grid value with the highest one-step return on training tasks."""
+    import metarl.benchmark as bench
+    from metarl.config import load_config
+    from metarl.policies import GaussianMLPPolicy
+
+    seen = []
+
+    def fake_returns(policy, learner, sampler, tasks, episodes, max_steps):
+        lr = learner.settings.fast_lr
+        seen.append((lr, len(tasks), episodes, max_steps))
+        return np.array([[0.0] * len(tasks), [-(lr - 0.3) ** 2] * len(tasks)])  # best at 0.3
+
+    monkeypatch.setattr(bench, "adaptation_returns", fake_returns)
+    cfg = load_config("2d-navigation", ["hidden_sizes=[8]"])
+    best, scores = bench.choose_step_size(GaussianMLPPolicy(2, 2, (8,)), cfg, make_family("Navigation2D"), (0.1, 0.3, 1.0), num_tasks=3, episodes=2, seed=0)
+    assert best == 0.3 and set(scores) == {"0.1", "0.3", "1.0"}
+    assert [s[0] for s in seen] == [0.1, 0.3, 1.0] and all(s[1:] == (3, 2, 1) for s in seen)
+    assert bench.choose_step_size(GaussianMLPPolicy(2, 2, (8,)), cfg, make_family("Navigation2D"), (0.5,), 3, 2, 0) == (0.5, {})
