@@ -112,7 +112,8 @@ class NewTaskEachEpisode(gym.Wrapper):
 
 
 def train_ppo(
-    family: str, horizon: int, timesteps: int, seed: int, hidden_sizes: tuple[int, ...] = (64, 64), init_std: float = 1.0, oracle: bool = False, env_kwargs: dict[str, Any] | None = None, n_envs: int = 8
+    family: str, horizon: int, timesteps: int, seed: int, hidden_sizes: tuple[int, ...] = (64, 64), init_std: float = 1.0, oracle: bool = False, env_kwargs: dict[str, Any] | None = None, n_envs: int = 8,
+    rollout_steps: int = 2048,
 ) -> Any:
     """Train SB3 PPO on the family, a new task every episode.
 
@@ -126,6 +127,9 @@ def train_ppo(
         oracle: Observe the task (``TaskObservationEnv``).
         env_kwargs: For the family.
         n_envs: Parallel envs (in-process).
+        rollout_steps: Environment steps per PPO update, over all envs (SB3's default
+            2048: ``n_steps = rollout_steps // n_envs`` per env). A larger rollout means
+            fewer updates for the same budget: at 250k steps, 8 envs x 2048 would be 15.
 
     Returns:
         The trained ``stable_baselines3.PPO`` model.
@@ -146,7 +150,9 @@ def train_ppo(
     vec = DummyVecEnv([make(i) for i in range(n_envs)])
     vec.seed(seed)
     policy_kwargs = {"net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)}, "activation_fn": torch.nn.Tanh, "log_std_init": math.log(init_std)}
-    n_steps = max(64, min(2048, timesteps // n_envs))
+    if rollout_steps < n_envs:
+        raise ValueError(f"rollout_steps ({rollout_steps}) must be >= n_envs ({n_envs}).")
+    n_steps = max(8, min(rollout_steps // n_envs, timesteps // n_envs))
     model = sb3.PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(64, n_steps * n_envs), policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=timesteps)
     return model
