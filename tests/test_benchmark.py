@@ -84,6 +84,15 @@ def test_sb3_weights_load_into_the_metarl_policy_exactly() -> None:
         sb3_to_metarl(model, (64, 64))
 
 
+def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
+    torch.set_num_threads(1)
+    model = train_ppo("Navigation2D", horizon=10, timesteps=256, seed=0, hidden_sizes=(8, 8), n_envs=4, rollout_steps=64)
+    assert model.n_steps * model.n_envs == 64  # 4 PPO updates for 256 steps, not 1
+    assert model._n_updates == 4 * model.n_epochs
+    with pytest.raises(ValueError, match="rollout_steps"):
+        train_ppo("Navigation2D", horizon=10, timesteps=256, seed=0, hidden_sizes=(8, 8), n_envs=4, rollout_steps=2)
+
+
 def _fake_per_seed(offsets: dict[str, float], seeds: int = 3, tasks: int = 30) -> list[dict]:
     rng = np.random.default_rng(0)
     return [{"returns": {m: [list(offsets[m] + k + rng.normal(0, 1, tasks)) for k in range(3)] for m in METHODS}} for _ in range(seeds)]
