@@ -152,7 +152,7 @@ def train_ppo(
     policy_kwargs = {"net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)}, "activation_fn": torch.nn.Tanh, "log_std_init": math.log(init_std)}
     if rollout_steps < n_envs:
         raise ValueError(f"rollout_steps ({rollout_steps}) must be >= n_envs ({n_envs}).")
-    n_steps = max(8, min(rollout_steps // n_envs, timesteps // n_envs))
+    n_steps = max(1, min(rollout_steps, timesteps) // n_envs)
     model = sb3.PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(64, n_steps * n_envs), policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=timesteps)
     return model
