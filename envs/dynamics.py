@@ -25,9 +25,10 @@ at the next step; the sampler sets tasks before resetting. The batched backend
 model, made by the same code (``task_models``), shared by that task's episodes.
 
 Reward, observation, action space, reset noise and termination are those of the
-Gymnasium v5 env (the plain forward-running reward), with actions clipped to the
-action space first as in ``metarl.envs.locomotion`` (MuJoCo clamps the controls to the
-same box, so only the control cost of out-of-range actions changes):
+Gymnasium v5 env (the plain forward-running reward), with an action ``a`` turned into the
+control ``u = clip(a, -S, S) / S`` first as in ``metarl.envs.locomotion`` (``S =
+action_scale``, default 1; MuJoCo clamps the controls to the same box, so with ``S = 1`` only
+the control cost of out-of-range actions changes; ``a`` below stands for ``u``):
 
 * ``HalfCheetahRandParams``: ``v_x - 0.1 * ||a||^2``, 17 obs, 6 actions, never terminates;
 * ``AntRandParams``: ``v_x + 1[healthy] - 0.5 * ||a||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
@@ -39,8 +40,8 @@ same box, so only the control cost of out-of-range actions changes):
 
 with ``v_x`` Gymnasium's finite difference over one env step (``qpos[0]`` for HalfCheetah,
 Hopper and Walker2d, the torso's ``xpos[0]`` for Ant; ``dt`` = 0.05, 0.05, 0.008, 0.008 s).
-Horizon 200 (set by the registration). Actions lie in ``[-1, 1]^d``, scaled by the
-motor gears of the Gymnasium models.
+Horizon 200 (set by the registration). Actions lie in ``[-S, S]^d``; the controls in
+``[-1, 1]^d``, scaled by the motor gears of the Gymnasium models.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class RandParamsFamily(MujocoTaskFamily):
     Args:
         rand_params: Which of ``RAND_PARAMS`` vary across tasks.
         log_scale_limit: Exponents are drawn from ``U(-log_scale_limit, log_scale_limit)``.
-        **kwargs: Passed to ``MujocoTaskFamily`` (``batch_threads``) and the Gymnasium env.
+        **kwargs: Passed to ``MujocoTaskFamily`` (``action_scale``, ``batch_threads``) and the Gymnasium env.
 
     Raises:
         ValueError: An unknown name in ``rand_params`` or a negative ``log_scale_limit``.
@@ -188,7 +189,7 @@ def _task_from_mapping(task: Mapping[str, Any]) -> DynamicsTask:
 class HalfCheetahRandParamsEnv(RandParamsFamily, HalfCheetahEnv):
     """HalfCheetah-v5 with per-task masses, inertias, damping and friction.
 
-    Reward ``v_x - 0.1 * ||clip(a, -1, 1)||^2`` (Gymnasium's), ``v_x`` from ``qpos[0]`` over
+    Reward ``v_x - 0.1 * ||u||^2`` (Gymnasium's), ``v_x`` from ``qpos[0]`` over
     ``dt = 0.05``; 17 observations; actions in ``[-1, 1]^6``; never terminates; horizon 200.
     Tasks: ``DynamicsTask`` with 8 body, 9 dof and 9 geom multipliers (module docstring).
     """
@@ -197,7 +198,7 @@ class HalfCheetahRandParamsEnv(RandParamsFamily, HalfCheetahEnv):
 class AntRandParamsEnv(RandParamsFamily, AntEnv):
     """Ant-v5 with per-task masses, inertias, damping and friction.
 
-    Reward Gymnasium's ``v_x + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+    Reward Gymnasium's ``v_x + 1[healthy] - 0.5 * ||u||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
     ``v_x`` from the torso's ``xpos[0]`` over ``dt = 0.05``; 105 observations; actions in
     ``[-1, 1]^8``; terminates when the torso height leaves [0.2, 1.0]; horizon 200.
     Tasks: ``DynamicsTask`` with 14 body, 14 dof and 14 geom multipliers.
@@ -207,7 +208,7 @@ class AntRandParamsEnv(RandParamsFamily, AntEnv):
 class HopperRandParamsEnv(RandParamsFamily, HopperEnv):
     """Hopper-v5 with per-task masses, inertias, damping and friction.
 
-    Reward Gymnasium's ``v_x + 1[healthy] - 1e-3 * ||clip(a, -1, 1)||^2``, ``v_x`` from ``qpos[0]``
+    Reward Gymnasium's ``v_x + 1[healthy] - 1e-3 * ||u||^2``, ``v_x`` from ``qpos[0]``
     over ``dt = 0.008``; 11 observations (velocities clipped to +-10); actions in
     ``[-1, 1]^3``; terminates when unhealthy; horizon 200.
     Tasks: ``DynamicsTask`` with 5 body, 6 dof and 5 geom multipliers.
@@ -217,7 +218,7 @@ class HopperRandParamsEnv(RandParamsFamily, HopperEnv):
 class Walker2dRandParamsEnv(RandParamsFamily, Walker2dEnv):
     """Walker2d-v5 with per-task masses, inertias, damping and friction.
 
-    Reward Gymnasium's ``v_x + 1[healthy] - 1e-3 * ||clip(a, -1, 1)||^2``, ``v_x`` from ``qpos[0]``
+    Reward Gymnasium's ``v_x + 1[healthy] - 1e-3 * ||u||^2``, ``v_x`` from ``qpos[0]``
     over ``dt = 0.008``; 17 observations (velocities clipped to +-10); actions in
     ``[-1, 1]^6``; terminates when unhealthy; horizon 200.
     Tasks: ``DynamicsTask`` with 8 body, 9 dof and 8 geom multipliers.

@@ -25,18 +25,26 @@ Common to all families:
   (``data.qpos[0]``), Ant the torso's ``data.xpos`` (body 1). ``data.xpos`` is the
   kinematics MuJoCo computed at the start of the last substep, not of the final ``qpos``;
   the reward uses it as Gymnasium does (and AntGoal's position is that ``xpos`` too).
-* **Actions** live in ``[-1, 1]^6`` (HalfCheetah) or ``[-1, 1]^8`` (Ant), the actuators'
-  ``ctrlrange``; MuJoCo multiplies them by the motor gears (HalfCheetah 120, 90, 60, 120,
-  60, 30; Ant 150). Each family clips the action to that box before simulating and
-  before the control cost, as rllab's ``normalize`` and pytorch-maml-rl's
-  ``NormalizedActionWrapper`` did for MAML. The physics is the same as Gymnasium's
-  (MuJoCo clamps ``ctrl`` to ``ctrlrange`` anyway); only the control cost of an
-  out-of-range Gaussian sample stops growing at the boundary.
+* **Actions**: the actuators' ``ctrlrange`` is ``[-1, 1]^6`` (HalfCheetah) or ``[-1, 1]^8``
+  (Ant); MuJoCo multiplies a control by the motor gears (HalfCheetah 120, 90, 60, 120, 60,
+  30; Ant 150). With ``action_scale = S`` (constructor argument, default 1) the family's
+  action space is ``[-S, S]^n``: an action is clipped to that box and divided by ``S``
+  before it is simulated, and the control cost is computed on that divided control. This
+  is the action normalization of the published MAML results: rllab's and garage's
+  ``normalize``, pytorch-maml-rl's ``NormalizedActionWrapper`` (``normalization_scale:
+  10`` in its MuJoCo configs) and ProMP's ``NormalizedEnv`` all use ``S = 10``, so that a
+  Gaussian policy's initial standard deviation of 1 explores with noise 0.1 in control
+  units instead of saturating a third of its actions. The packaged locomotion configs set
+  ``env_kwargs: {action_scale: 10.0}``. With ``S = 1`` the physics is Gymnasium's (MuJoCo
+  clamps ``ctrl`` to ``ctrlrange`` anyway); only the control cost of an out-of-range
+  Gaussian sample stops growing at the boundary. The policy's log-probabilities are those
+  of its raw, unclipped sample (the sampler stores that).
 * **Horizon** 200 steps (the MAML paper's locomotion horizon), set by the Gymnasium
   registration: ``gymnasium.make("metarl/HalfCheetahVel-v0", max_episode_steps=100)``
   changes it.
-* **Control cost** ``0.05 * ||a||^2`` for HalfCheetah (the MAML paper's), Gymnasium's
-  ``0.5 * ||a||^2`` for Ant; both configurable with ``ctrl_cost_weight``.
+* **Control cost** ``0.05 * ||u||^2`` of the control ``u = clip(a, -S, S) / S`` for
+  HalfCheetah (the MAML paper's and pytorch-maml-rl's), Gymnasium's ``0.5 * ||u||^2`` for
+  Ant; both configurable with ``ctrl_cost_weight``.
 * **Ant** keeps Gymnasium's Ant-v5 contact cost ``5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
   survive bonus ``1`` while healthy, and terminates once the torso height leaves
   ``[0.2, 1.0]`` (or the state is not finite). HalfCheetah never terminates.
@@ -70,7 +78,7 @@ from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-from gymnasium import utils
+from gymnasium import spaces, utils
 
 from metarl.envs.navigation import GoalTask
 from metarl.tasks import TaskNotSetError
@@ -166,8 +174,8 @@ def task_vector(task: Any) -> np.ndarray:
 class MujocoTaskFamily:
     """Task bookkeeping shared by the MuJoCo families; mix in before a Gymnasium ``MujocoEnv``.
 
-    Adds ``get_task``, the ``TaskNotSetError`` checks, clipping of actions to the action
-    space, quiet model loading, pickling that keeps the task, the full ``MjData`` and the
+    Adds ``get_task``, the ``TaskNotSetError`` checks, action normalization (clip to the
+    action space ``[-S, S]^n``, divide by ``S = action_scale``), quiet model loading, pickling that keeps the task, the full ``MjData`` and the
     RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them), and the
     native batched backend (``make_batched``). Subclasses implement ``sample_tasks`` and
     ``validate_task``, and ``_apply_task`` if a task changes the env itself. A goal family
@@ -178,8 +186,14 @@ class MujocoTaskFamily:
     from ``task_vector``. Families without one (dynamics) keep Gymnasium's forward reward.
 
     Args:
+        action_scale: ``S``: the action space is the actuators' ``ctrlrange`` times ``S``, and
+            an action is clipped to it and divided by ``S`` before it is simulated (the
+            published MAML setting is 10; 1 acts on the controls directly).
         batch_threads: MuJoCo threads of the batched backend (``None``: every CPU core).
         **kwargs: Passed to the Gymnasium env.
+
+    Raises:
+        ValueError: ``action_scale`` is not a finite number > 0, or ``batch_threads`` < 1.
     """
 
     _task: Any = None
@@ -188,13 +202,20 @@ class MujocoTaskFamily:
     data: Any
     action_space: Any
 
-    def __init__(self, batch_threads: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, action_scale: float = 1.0, batch_threads: int | None = None, **kwargs: Any) -> None:
+        if isinstance(action_scale, bool) or not isinstance(action_scale, (int, float)) or not (math.isfinite(action_scale) and action_scale > 0):
+            raise ValueError(f"action_scale must be a finite number > 0 (10 is the published MAML setting, 1 acts on the controls directly), got {action_scale!r}.")
         if batch_threads is not None and batch_threads < 1:
             raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
         super().__init__(**kwargs)
+        self.action_scale = float(action_scale)
+        self.ctrl_space = self.action_space  # the actuators' ctrlrange
+        if self.action_scale != 1.0:
+            low, high = self.ctrl_space.low, self.ctrl_space.high
+            self.action_space = spaces.Box(low * np.float32(self.action_scale), high * np.float32(self.action_scale), dtype=np.float32)
         self.batch_threads = batch_threads
         # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
-        utils.EzPickle.__init__(self, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]
+        utils.EzPickle.__init__(self, action_scale=action_scale, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]
 
     def _initialize_simulation(self) -> tuple[Any, Any]:
         with quiet_model_compiler():
@@ -250,8 +271,9 @@ class MujocoTaskFamily:
         if n < 1:
             raise ValueError(f"sample_tasks needs n >= 1, got {n}.")
 
-    def _clip(self, action: Any) -> np.ndarray:
-        return np.clip(action, self.action_space.low, self.action_space.high)
+    def _to_control(self, action: Any) -> np.ndarray:
+        """The control ``clip(action, -S, S) / S`` that is simulated and pays the control cost."""
+        return np.clip(action, self.action_space.low, self.action_space.high) / self.action_scale
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if options and "task" in options:
@@ -262,7 +284,7 @@ class MujocoTaskFamily:
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
         self._require_task()
-        obs, reward, terminated, truncated, info = super().step(self._clip(action))  # type: ignore[misc]
+        obs, reward, terminated, truncated, info = super().step(self._to_control(action))  # type: ignore[misc]
         return obs, np.float64(reward), bool(terminated), truncated, {**info, "task": self._task}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -345,10 +367,11 @@ class HalfCheetahVelEnv(_VelocityTasks, _HalfCheetahFamily):
     """HalfCheetah running at a target velocity (MAML's "HalfCheetah, goal velocity").
 
     * task: ``VelocityTask(v*)``, ``v* ~ U[0, 2]`` m/s;
-    * reward: ``-|v_x - v*| - 0.05 * ||clip(a, -1, 1)||^2``, with ``v_x`` the finite
+    * reward: ``-|v_x - v*| - 0.05 * ||u||^2``, with ``v_x`` the finite
       difference of ``qpos[0]`` (the ``rootx`` slide joint) over ``dt = 0.05``;
     * observation: Gymnasium's HalfCheetah-v5 (17: ``qpos[1:]``, ``qvel``); actions in
-      ``[-1, 1]^6`` (clipped), gears 120/90/60/120/60/30; never terminates; horizon 200.
+      ``[-S, S]^6``, simulated as the control ``u = clip(a, -S, S) / S`` (``S = action_scale``),
+      gears 120/90/60/120/60/30; never terminates; horizon 200.
     """
 
     velocity_range = HALF_CHEETAH_VELOCITY_RANGE
@@ -363,7 +386,7 @@ class HalfCheetahDirEnv(_DirectionTasks, _HalfCheetahFamily):
     """HalfCheetah running forward or backward (MAML's "HalfCheetah, forward/backward").
 
     * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
-    * reward: ``d * v_x - 0.05 * ||clip(a, -1, 1)||^2``, ``v_x`` as in ``HalfCheetahVelEnv``;
+    * reward: ``d * v_x - 0.05 * ||u||^2``, ``v_x`` as in ``HalfCheetahVelEnv``;
     * observation, actions, termination and horizon as ``HalfCheetahVelEnv``.
     """
 
@@ -393,7 +416,7 @@ class _AntFamily(MujocoTaskFamily, AntEnv):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
         self._require_task()
-        action = self._clip(action)
+        action = self._to_control(action)
         xy_before = self.data.body(self._main_body).xpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
         xy_after = self.data.body(self._main_body).xpos[:2].copy()
@@ -424,11 +447,11 @@ class AntVelEnv(_VelocityTasks, _AntFamily):
     """Ant running along +x at a target velocity.
 
     * task: ``VelocityTask(v*)``, ``v* ~ U[0, 3]`` m/s;
-    * reward: ``-|v_x - v*| + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+    * reward: ``-|v_x - v*| + 1[healthy] - 0.5 * ||u||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
       ``v_x`` the finite difference of the torso's ``xpos[0]`` over ``dt = 0.05``;
     * observation: Gymnasium's Ant-v5 (105: ``qpos[2:]``, ``qvel``, clipped ``cfrc_ext[1:]``);
-      actions in ``[-1, 1]^8`` (clipped), gear 150; terminates when the torso height
-      leaves [0.2, 1.0]; horizon 200.
+      actions in ``[-S, S]^8`` (the control ``u = clip(a, -S, S) / S``), gear 150; terminates
+      when the torso height leaves [0.2, 1.0]; horizon 200.
     """
 
     velocity_range = ANT_VELOCITY_RANGE
@@ -443,7 +466,7 @@ class AntDirEnv(_DirectionTasks, _AntFamily):
     """Ant running forward or backward along x (MAML's "Ant, forward/backward").
 
     * task: ``DirectionTask(d)``, ``d`` = -1 or +1 with equal probability;
-    * reward: ``d * v_x + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``;
+    * reward: ``d * v_x + 1[healthy] - 0.5 * ||u||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``;
     * observation, actions, termination and horizon as ``AntVelEnv``.
     """
 
@@ -457,7 +480,7 @@ class AntDir2DEnv(_AntFamily):
     """Ant running in a direction of the plane (ProMP's ``AntRandDirec2DEnv``).
 
     * task: ``Direction2DTask(u)``, ``u = (cos t, sin t)`` with ``t ~ U[0, 2 pi)``;
-    * reward: ``u . (v_x, v_y) + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+    * reward: ``u . (v_x, v_y) + 1[healthy] - 0.5 * ||u||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
       the velocity from the torso's ``xpos[:2]``;
     * observation, actions, termination and horizon as ``AntVelEnv``.
     """
@@ -485,7 +508,7 @@ class AntGoalEnv(_AntFamily):
     """Ant walking to a goal position in the plane (ProMP's ``AntRandGoalEnv``).
 
     * task: ``GoalTask((g_x, g_y))``, ``g ~ U[-3, 3]^2``;
-    * reward: ``-(|x - g_x| + |y - g_y|) + 1[healthy] - 0.5 * ||clip(a, -1, 1)||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
+    * reward: ``-(|x - g_x| + |y - g_y|) + 1[healthy] - 0.5 * ||u||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
       ``(x, y)`` the torso's ``xpos[:2]`` after the step;
     * observation: as ``AntVelEnv`` but *with* the torso's ``qpos[:2]`` (107 values), since the
       policy needs its position to find a goal (pytorch-maml-rl and ProMP include it too);

@@ -13,7 +13,8 @@ uses it for them.
 (``tests/test_mujoco_batch.py`` checks every family to 1e-6; the physics is bit-exact):
 
 * *Physics*: the batch runs ``mj_step`` ``frame_skip`` times per env step on each
-  simulation, as Gymnasium's ``do_simulation``, with the clipped float32 action as ``ctrl``.
+  simulation, as Gymnasium's ``do_simulation``, with the float32 control
+  ``clip(action, -S, S) / S`` (``S`` the family's ``action_scale``) as ``ctrl``.
   Goal families (the task is only in the reward) share one ``MjModel``; dynamics families run
   each task on its own model (``family.task_models``, the code ``set_task`` uses), shared by
   that task's episodes through ``Batch.set_models``.
@@ -143,7 +144,7 @@ class _Robot:
         return np.clip(cfrc_ext, low, high)
 
     def control_cost(self, action: np.ndarray) -> np.ndarray:
-        """``w * ||a||^2`` of the clipped float32 actions, summed in float32 as Gymnasium does."""
+        """``w * ||u||^2`` of the float32 controls ``u``, summed in float32 as Gymnasium does."""
         return self.ctrl_cost_weight * np.sum(np.square(action), axis=1)
 
     def contact_cost(self, cfrc_ext: np.ndarray) -> np.ndarray:
@@ -203,6 +204,7 @@ class BatchedMujocoEnv:
         self.dt = float(family.dt)
         self.action_low = family.action_space.low.astype(np.float32)
         self.action_high = family.action_space.high.astype(np.float32)
+        self.action_scale = np.float32(getattr(family, "action_scale", 1.0))
         self.init_qpos = np.array(family.init_qpos, dtype=np.float64)
         self.init_qvel = np.array(family.init_qvel, dtype=np.float64)
         self.task_term = getattr(family, "task_term", None)  # goal families; dynamics: Gymnasium's forward reward
@@ -254,7 +256,8 @@ class BatchedMujocoEnv:
         """Advance every live episode one env step (``frame_skip`` MuJoCo steps).
 
         Args:
-            actions: ``[B, act_dim]``; clipped to the action space as the family's ``step`` does.
+            actions: ``[B, act_dim]``; clipped to the action space and divided by the family's
+                ``action_scale``, as the family's ``step`` does.
 
         Returns:
             ``(obs [B, obs_dim] float32, reward [B] float32, terminated [B] bool)``; episodes
@@ -266,7 +269,7 @@ class BatchedMujocoEnv:
             raise ValueError(f"BatchedMujocoEnv.step expects actions of shape {expected}, got {tuple(actions.shape)}.")
         if not self._started:
             raise RuntimeError("BatchedMujocoEnv.step before reset: call reset() first.")
-        action = np.clip(actions.detach().cpu().numpy().astype(np.float32, copy=False), self.action_low, self.action_high)
+        action = np.clip(actions.detach().cpu().numpy().astype(np.float32, copy=False), self.action_low, self.action_high) / self.action_scale
         ended = self.done.copy()
         ids = None if not ended.any() else np.flatnonzero(~ended)
         position_before = self._position().copy()

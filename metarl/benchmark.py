@@ -16,7 +16,9 @@ training tasks (as the MAML paper's evaluation). Aggregates over seeds x tasks w
 
 Outputs in ``out``: ``benchmark.json`` (raw per-task returns and the summary),
 ``benchmark.md`` (table), ``adaptation.png`` (return vs adaptation steps, 95% bands) and
-``learning_curve.png`` (MAML's post-adaptation return vs meta-iteration).
+``learning_curve.png`` (MAML's pre- and post-adaptation return vs meta-iteration, a line per
+seed). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
+per-seed means after one step.
 
 Example:
     >>> report = run_benchmark("2d-navigation", "smoke", seeds=[0], out="runs/bench-smoke")  # doctest: +SKIP
@@ -231,6 +233,25 @@ def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
+    """One line: MAML's meta-iterations per seed (from its learning curve) and the PPO budget."""
+    iterations = "/".join(str(max(s["learning_curve"]["iteration"], default=0)) for s in per_seed)
+    return (
+        f"Training: MAML {iterations} meta-iterations (seeds {'/'.join(str(s['seed']) for s in per_seed)}); "
+        f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed; "
+        f"evaluation on {budget.eval_tasks} held-out tasks x {budget.eval_episodes} episodes after 0..{budget.max_steps} steps."
+    )
+
+
+def per_seed_means(per_seed: list[dict[str, Any]], step: int = 1) -> str:
+    """One line per method: its mean return after ``step`` adaptation steps in each seed."""
+    lines = [f"Per-seed means after {step} step{'s' if step != 1 else ''} (seeds {'/'.join(str(s['seed']) for s in per_seed)}):"]
+    for name in METHODS:
+        means = [float(np.mean(s["returns"][name][step])) for s in per_seed if len(s["returns"][name]) > step]
+        lines.append(f"- {name}: " + " / ".join(f"{m:.2f}" for m in means))
+    return "\n".join(lines)
+
+
 def plot(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
     """``adaptation.png`` and ``learning_curve.png``; nothing without matplotlib."""
     try:
@@ -255,18 +276,21 @@ def plot(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]
     paths = [out / "adaptation.png"]
     fig.savefig(paths[0], dpi=100)
     plt.close(fig)
-    curves = [s["learning_curve"] for s in per_seed if s["learning_curve"]["iteration"]]
-    if curves:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        n = min(len(c["post_return"]) for c in curves)
-        for key, label in (("pre_return", "before adaptation"), ("post_return", "after one step")):
-            ys = np.array([c[key][:n] for c in curves])
-            (line,) = ax.plot(np.arange(1, n + 1), ys.mean(0), label=f"MAML, {label}")
-            ax.fill_between(np.arange(1, n + 1), ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    seeded = [(s["seed"], s["learning_curve"]) for s in per_seed if s["learning_curve"]["iteration"]]
+    if seeded:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (seed, c) in enumerate(seeded):
+            color = colors[i % len(colors)]
+            ax.plot(c["iteration"], c["post_return"], color=color, lw=1.2, label=f"seed {seed}, after one step")
+            ax.plot(c["iteration"], c["pre_return"], color=color, lw=1.0, ls="--", alpha=0.8, label=f"seed {seed}, before adaptation")
+        if len(seeded) > 1:
+            n = min(len(c["post_return"]) for _, c in seeded)
+            ax.plot(np.arange(1, n + 1), np.mean([c["post_return"][:n] for _, c in seeded], axis=0), color="black", lw=2.0, label="mean over seeds, after one step")
         ax.set_xlabel("meta-iteration")
-        ax.set_ylabel("return on training tasks (mean, range over seeds)")
-        ax.set_title(title)
-        ax.legend()
+        ax.set_ylabel("return on the meta-batch's training tasks")
+        ax.set_title(f"{title}: MAML meta-training, per seed")
+        ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         paths.append(out / "learning_curve.png")
@@ -350,6 +374,8 @@ def run_benchmark(
             f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs {'do not overlap' if v['non_overlapping'] else 'OVERLAP'}." for k, v in verdict.items()
         )
         text += "\n"
+    text += "\n" + describe_budget(per_seed, b) + "\n"
+    text += "\n" + per_seed_means(per_seed, step=1) + "\n"
     text += "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): " + ", ".join(
         f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS
     ) + "\n"

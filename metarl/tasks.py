@@ -302,7 +302,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
     Raises:
         TaskAPIError: A ``module:function`` family returned something other than an env.
-        FamilyConstructionError: The constructor rejected ``kwargs``.
+        FamilyConstructionError: The constructor rejected ``kwargs`` (a ``TypeError`` naming an
+            argument, or a ``ValueError`` when ``kwargs`` were given).
         Exception: Whatever else the env's constructor raises.
     """
     try:
@@ -314,6 +315,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     except TypeError as e:
         if kwargs and "argument" in str(e):
             raise FamilyConstructionError(f"{env_id} does not accept env_kwargs {kwargs}: {e}. Fix env_kwargs in the config to match the family's constructor.") from e
+        raise
+    except ValueError as e:  # a constructor's own check of a value (metarl's families check theirs)
+        if kwargs and not isinstance(e, FamilyConstructionError):
+            raise FamilyConstructionError(f"{env_id} rejected env_kwargs {kwargs}: {e} Fix env_kwargs in the config.") from e
         raise
 
 

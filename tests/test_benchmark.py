@@ -134,11 +134,39 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     assert saved["per_seed"][0]["step_sizes"]["pretrained"] in (0.05, 0.2)  # chosen on training tasks
     assert saved["per_seed"][0]["step_sizes"]["maml"] == 0.1  # MAML's own meta-training step
     assert report["summary"]["maml"][0]["mean"] == pytest.approx(np.mean(saved["per_seed"][0]["returns"]["maml"][0]))
+    table = (out / "benchmark.md").read_text()
+    assert "Training: MAML 1 meta-iterations (seeds 0); PPO pretrained and oracle 256 env steps each" in table
+    one_step = np.mean(saved["per_seed"][0]["returns"]["pretrained"][1])
+    assert f"- pretrained: {one_step:.2f}" in table  # per-seed means after one step
     with pytest.raises(FileExistsError, match="never overwritten"):
         run_benchmark("2d-navigation", tiny, seeds=[0], out=out)
     # an existing MAML run is loaded instead of trained
     again = run_benchmark("2d-navigation", tiny, seeds=[0], out=tmp_path / "again", overrides=["horizon=20", "hidden_sizes=[8]"], maml_runs=[str(out / "runs" / "maml-seed0")])
     assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
+
+
+def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    from metarl.benchmark import plot
+
+    drawn: list[str] = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        drawn.append(kwargs.get("label", ""))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    curve = {"iteration": [1, 2, 3], "pre_return": [-3.0, -2.0, -1.0], "post_return": [-2.0, 0.0, 1.0]}
+    per_seed = [{"seed": s, "learning_curve": curve} for s in (0, 1, 2)]
+    summary = {"maml": [{"steps": 0, "mean": 0.0, "mean_ci": [-1.0, 1.0]}]}
+    paths = plot(summary, per_seed, tmp_path, "T")
+    assert [p.name for p in paths] == ["adaptation.png", "learning_curve.png"]
+    for s in (0, 1, 2):
+        assert f"seed {s}, after one step" in drawn and f"seed {s}, before adaptation" in drawn
+    assert "mean over seeds, after one step" in drawn
 
 
 def test_budget_table_is_complete() -> None:

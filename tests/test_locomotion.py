@@ -175,6 +175,71 @@ def test_ant_dir_forward_equals_gymnasium_ant_v5() -> None:
         assert np.array_equal(obs, ref_obs) and reward == ref_reward and terminated == ref_terminated, i
 
 
+# ----------------------------------------------------------------------------- action normalization
+
+
+@pytest.mark.parametrize("name", ["HalfCheetahDir", "AntGoal"])
+def test_action_scale_clips_to_the_scaled_box_and_simulates_the_action_divided_by_it(name: str) -> None:
+    """With ``action_scale=10`` the action space is [-10, 10]^n and an action a gives exactly the
+    episode (observations, rewards, control cost, terminations) that a / 10 clipped to [-1, 1]
+    gives at scale 1; at scale 1 nothing changes (the default)."""
+    *_, act_dim = FAMILIES[name]
+    scaled, plain = make(name, action_scale=10.0), make(name)
+    assert make(name, action_scale=1.0).action_space == plain.action_space
+    assert np.array_equal(plain.action_space.low, -np.ones(act_dim)) and np.array_equal(plain.action_space.high, np.ones(act_dim))
+    assert scaled.action_space.dtype == np.float32
+    assert np.array_equal(scaled.action_space.low, -10 * np.ones(act_dim)) and np.array_equal(scaled.action_space.high, 10 * np.ones(act_dim))
+    scaled.reset(seed=5)
+    plain.reset(seed=5)
+    saturated = 0
+    for i, a in enumerate(actions(25, act_dim, seed=5, scale=15.0)):  # a third of the components beyond +-10
+        control = np.clip(a, -10.0, 10.0) / np.float32(10.0)
+        saturated += int(np.sum(np.abs(a) > 10.0))
+        obs, reward, terminated, _, info = scaled.step(a)
+        ref_obs, ref_reward, ref_terminated, _, ref_info = plain.step(control)
+        assert np.array_equal(obs, ref_obs) and reward == ref_reward and terminated == ref_terminated, i
+        assert info["reward_ctrl"] == ref_info["reward_ctrl"], i  # the cost of the divided control
+        if terminated:
+            break
+    assert saturated > 0
+    assert -info["reward_ctrl"] <= scaled._ctrl_cost_weight * act_dim  # |u| <= 1; a cost on a itself would be ~100x larger
+
+
+def test_action_scale_is_kept_by_pickling_and_bad_values_are_clear_errors() -> None:
+    env = make("HalfCheetahVel", action_scale=10.0)
+    env.reset(seed=0)
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.action_scale == 10.0 and clone.action_space == env.action_space
+    a = actions(1, 6, seed=1, scale=10.0)[0]
+    assert np.array_equal(clone.step(a)[0], env.step(a)[0])
+    for bad in (0, -1.0, float("nan"), float("inf"), "10", True):
+        with pytest.raises(ValueError, match="action_scale must be a finite number > 0"):
+            HalfCheetahVelEnv(action_scale=bad)
+
+
+def test_cli_train_with_a_bad_action_scale_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from metarl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", "halfcheetah-dir", "--set", "env_kwargs={action_scale: -1}", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "rejected env_kwargs {'action_scale': -1}: action_scale must be a finite number > 0" in err
+    assert not run_dir.exists()
+
+
+def test_packaged_locomotion_configs_use_the_published_action_normalization() -> None:
+    from metarl.config import CONFIG_DIR, load_config
+
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem.startswith(("halfcheetah", "ant", "hopper", "walker2d")))
+    assert len(names) == 10
+    for name in names:
+        config = load_config(name)
+        assert config.env_kwargs.get("action_scale") == 10.0, name
+        env = make_family(config.family, **config.env_kwargs)
+        assert np.all(env.action_space.high == 10.0), name
+
+
 def test_ant_goal_observes_its_position_and_the_others_do_not() -> None:
     goal_env, vel_env = make("AntGoal"), make("AntVel")
     goal_obs, _ = goal_env.reset(seed=0)

@@ -68,18 +68,24 @@ def single_env_rollout(name: str, task: Any, seed: int, actions: np.ndarray, **k
 # ----------------------------------------------------------------------------- equivalence
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_batched_env_gives_the_single_env_observations_rewards_and_terminations(name: str) -> None:
+SCALED = [(name, 1.0) for name in FAMILIES] + [(name, 10.0) for name in ("HalfCheetahDir", "AntGoal", "AntRandParams", "HopperRandParams")]
+
+
+@pytest.mark.parametrize(("name", "action_scale"), SCALED)
+def test_batched_env_gives_the_single_env_observations_rewards_and_terminations(name: str, action_scale: float) -> None:
     """Three tasks x two episodes, 100 steps of actions partly out of range (clipped). Episode b
     of ``reset(seed=s)`` is the single env after ``reset(seed=s + b)``; after an episode's
     termination the batch stops stepping it (frozen observation, reward 0, still terminated)
-    while the others go on."""
+    while the others go on. With ``action_scale`` S the actions lie in [-1.5 S, 1.5 S] and both
+    clip them to [-S, S] and simulate them divided by S."""
     k, n, steps, seed = 3, 2, 100, 11
-    family, tasks = family_and_tasks(name, k)
+    kwargs = {} if action_scale == 1.0 else {"action_scale": action_scale}
+    family, tasks = family_and_tasks(name, k, **kwargs)
     batched = family.make_batched(tasks, n)
     assert isinstance(batched, BatchedMujocoEnv) and batched.num_envs == k * n
     act_dim = family.action_space.shape[0]
-    actions = np.random.default_rng(1).uniform(-1.5, 1.5, size=(steps, k * n, act_dim)).astype(np.float32)
+    assert family.action_space.high[0] == action_scale
+    actions = np.random.default_rng(1).uniform(-1.5 * action_scale, 1.5 * action_scale, size=(steps, k * n, act_dim)).astype(np.float32)
 
     obs = [batched.reset(seed=seed).numpy()]
     qpos0 = batched.qpos.copy()
@@ -94,7 +100,7 @@ def test_batched_env_gives_the_single_env_observations_rewards_and_terminations(
 
     lengths = []
     for b in range(k * n):
-        ref_obs, ref_rew, ref_term, ref_qpos0 = single_env_rollout(name, tasks[b // n], seed + b, actions[:, b])
+        ref_obs, ref_rew, ref_term, ref_qpos0 = single_env_rollout(name, tasks[b // n], seed + b, actions[:, b], **kwargs)
         length = len(ref_rew)
         lengths.append(length)
         np.testing.assert_array_equal(qpos0[b], ref_qpos0)  # Gymnasium's reset noise, seed + b
@@ -253,7 +259,9 @@ def sample(name: str, tasks: list[Any], n: int, horizon: int, env_kwargs: dict[s
     ("name", "env_kwargs"),
     [
         ("HalfCheetahDir", {}),
-        ("AntVel", {"healthy_z_range": (0.2, 0.8)}),  # the torso starts at 0.75: noise and the policy's kicks make some fall
+        ("HalfCheetahDir", {"action_scale": 10.0}),
+        ("AntVel", {"healthy_z_range": (0.2, 0.8)}),
+        ("AntGoal", {"healthy_z_range": (0.2, 0.8), "action_scale": 10.0}),  # the torso starts at 0.75: noise and the policy's kicks make some fall
         ("AntRandParams", {"healthy_z_range": (0.2, 0.8)}),
         ("HopperRandParams", {}),
         ("Walker2dRandParams", {}),
@@ -278,6 +286,8 @@ def test_sampler_batched_path_equals_its_vector_env_fallback(name: str, env_kwar
         assert mask[: int(length)].all() and not mask[int(length) :].any()  # 1...1 0...0
     if name == "HalfCheetahDir":
         assert (lengths == horizon).all()
+        if env_kwargs.get("action_scale") == 10.0:  # the policy's std-1 noise acts in [-10, 10]: nothing saturates
+            assert batched.actions.abs().max() < 10.0
     else:
         assert lengths.min() < horizon  # some episode terminated early ...
         assert len(set(lengths.tolist())) > 1  # ... and the others went on
