@@ -1,4 +1,4 @@
-"""Learning on a MuJoCo family (slow tier, ~7 min on 2 cores): MAML-TRPO on HalfCheetahDir adapts."""
+"""Learning on a MuJoCo family (slow tier, ~3 min on 2 cores): MAML-TRPO on HalfCheetahDir runs after one step."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from metarl.trainer import Trainer  # noqa: E402
 
 
 @pytest.mark.slow
-def test_halfcheetah_dir_post_adaptation_return_beats_pre_adaptation(tmp_path):
-    """125 meta-iterations of the published config (horizon 100, pytorch-maml-rl's), seeded.
+def test_halfcheetah_dir_learns_to_run_either_way_after_one_step(tmp_path):
+    """50 meta-iterations of the packaged config (action scale 10, horizon 100), seed 0.
 
-    On 40 held-out tasks x 20 episodes, one adaptation step must raise the return: the
-    per-task paired difference (after - before) must exceed two standard errors.
+    On 40 held-out tasks x 20 episodes the policy must run in the task's direction after
+    one step: mean return above +75 and the per-task gain (after - before) above +75 and
+    ten standard errors. Measured when this margin was set: -1.3 before, +135.0 after,
+    gain 136.3 +/- 8.6 (one SE). With action_scale 1 (the old default) 100 iterations of a
+    smaller batch gave -19.1 before, -15.1 after.
     """
-    cfg = load_config("halfcheetah-dir", ["horizon=100", "num_iterations=125", "tensorboard=false", "seed=0"])
+    cfg = load_config("halfcheetah-dir", ["num_iterations=50", "tensorboard=false", "seed=0"])
+    assert cfg.env_kwargs["action_scale"] == 10.0 and cfg.horizon == 100
     Trainer(cfg, tmp_path / "run", progress=False).train()
     report = evaluate_run(tmp_path / "run", num_tasks=40, episodes_per_task=20, max_steps=1)
     returns = np.asarray(report["per_task_returns"])
     diff = returns[1] - returns[0]
     se = diff.std(ddof=1) / np.sqrt(diff.size)
-    assert diff.mean() > 2.0 * se, (returns.mean(1), diff.mean(), se)
+    assert returns[1].mean() > 75.0, (returns.mean(1), diff.mean(), se)
+    assert diff.mean() > max(75.0, 10.0 * se), (returns.mean(1), diff.mean(), se)

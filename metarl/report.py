@@ -1,0 +1,256 @@
+"""The README's result tables, written from the committed results files.
+
+Every number in the README's results section comes from a file in ``benchmarks/results/``
+through this module, so the README cannot drift from the results: a block of the README
+between two markers
+
+    <!-- generated: KIND NAME -->
+    ...
+    <!-- end generated -->
+
+is rendered from the results named by ``KIND`` and ``NAME``:
+
+================  ==============================================  =============================
+KIND              reads (under the results folder)                renders
+================  ==============================================  =============================
+``benchmark``     ``NAME/benchmark.json`` (``metarl benchmark``)  mean [95% CI] per method and
+                                                                  adaptation step, the claim,
+                                                                  per-seed one-step means
+``evaluation``    ``NAME/eval.json`` and ``NAME_seed*/eval.json``  mean +- 95% CI per seed
+``runs``          ``NAME/seed*/progress.csv``                     last-10-iteration returns
+                                                                  before / after adaptation
+``learners``      ``learners.json`` (``bench_learners.py``)       return before / after one step
+``speed``         ``meta_iteration*.json``                        seconds per meta-iteration
+``sampler``       ``mujoco_sampler.json``                         MuJoCo rollout env-steps/s
+================  ==============================================  =============================
+
+``update_readme(readme, results)`` rewrites the blocks (``scripts/readme_tables.py``);
+``check_readme`` reports the blocks that differ (its ``--check``, run by the tests).
+
+Example:
+    >>> stale = check_readme("README.md", "benchmarks/results")  # doctest: +SKIP
+    >>> stale  # names of the blocks that differ from the results; [] when in sync
+    []
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+
+BLOCK = re.compile(r"(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
+METHOD_LABELS = {
+    "maml": "MAML",
+    "pretrained": "pretrained (PPO, a new task each episode)",
+    "random": "random initialization",
+    "oracle": "oracle (PPO that observes the task)",
+}
+PYTORCH_MAML_RL_HALFCHEETAH_SECONDS = 11.2
+"""pytorch-maml-rl's HalfCheetahVel meta-iteration (40 x 20 x 100), measured while planning
+(it does not install on current torch): quoted, as ``benchmarks/bench_meta_iteration.py`` says."""
+
+
+class ReportError(ValueError):
+    """A README block names results that are missing or of an unknown kind."""
+
+
+def _num(x: float, signed: bool) -> str:
+    return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def _interval(row: dict[str, Any], signed: bool) -> str:
+    low, high = row["mean_ci"]
+    return f"{_num(row['mean'], signed)} [{_num(low, signed)}, {_num(high, signed)}]"
+
+
+def render_benchmark(report: dict[str, Any], name: str) -> str:
+    """The table of one ``benchmark.json``: method x adaptation steps, mean [95% CI]."""
+    summary, per_seed, budget = report["summary"], report["per_seed"], report["budget"]
+    signed = any(r["mean_ci"][1] > 0 for rows in summary.values() for r in rows)
+    steps = len(summary["maml"])
+    iterations = sorted({max(s["learning_curve"]["iteration"], default=0) for s in per_seed})
+    config = report["config"]
+    lines = [
+        f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x {budget['eval_episodes']} episodes, "
+        f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
+        f"{config['meta_batch_size']} tasks x {config['episodes_per_task']} episodes; PPO baselines "
+        f"{budget['ppo_timesteps']:,} env steps each; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
+        f"`benchmarks/results/{name}/`.",
+        "",
+        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
+        "|---|" + "---|" * steps,
+    ]
+    for method, label in METHOD_LABELS.items():
+        cells = [_interval(r, signed) for r in summary[method]]
+        if method == "maml" and steps > 1:
+            cells[1] = f"**{cells[1]}**"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for other, verdict in report.get("claim_one_step", {}).items():
+        word = "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
+        lines.append(f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} {_num(verdict['other_mean'], signed)}: 95% CIs {word}.")
+    if steps > 1:
+        parts = [f"{method} " + " / ".join(_num(float(np.mean(s["returns"][method][1])), signed) for s in per_seed) for method in METHOD_LABELS]
+        lines.append(f"- Per-seed means after one step (seeds {' / '.join(str(s['seed']) for s in per_seed)}): " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def render_evaluation(evals: list[tuple[str, dict[str, Any]]]) -> str:
+    """``metarl evaluate`` results of one or more runs: mean +- 95% CI per adaptation step."""
+    steps = max(len(e["results"]) for _, e in evals)
+    lines = [
+        "| adaptation steps | " + " | ".join(label for label, _ in evals) + " |",
+        "|---|" + "---|" * len(evals),
+    ]
+    for k in range(steps):
+        cells = []
+        for _, e in evals:
+            r = e["results"][k] if k < len(e["results"]) else None
+            cell = "" if r is None else f"{r['mean']:.1f} ± {r['ci95']:.1f}"
+            cells.append(f"**{cell}**" if k == 1 and cell else cell)
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    first = evals[0][1]
+    lines += ["", f"{first['num_tasks']} held-out tasks x {first['episodes_per_task']} episodes per run, after {first['iteration']} meta-iterations."]
+    return "\n".join(lines) + "\n"
+
+
+def _read_progress(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def render_runs(runs: list[tuple[str, list[dict[str, str]]]], last: int = 10) -> str:
+    """Per seed: iterations and the mean training return of the last ``last`` iterations."""
+    lines = ["| run | meta-iterations | before adaptation | after one step |", "|---|---|---|---|"]
+    for label, rows in runs:
+        tail = rows[-last:]
+        pre = float(np.mean([float(r["pre_return"]) for r in tail]))
+        post = float(np.mean([float(r["post_return"]) for r in tail]))
+        lines.append(f"| {label} | {rows[-1]['iteration']} | {pre:+.1f} | {post:+.1f} |")
+    lines += ["", f"Mean return on each meta-batch's training tasks over the last {last} meta-iterations."]
+    return "\n".join(lines) + "\n"
+
+
+def render_learners(report: dict[str, Any]) -> str:
+    """``bench_learners.py``'s table: return before and after one step per learner."""
+    summary = report["summary"]
+    order = sorted(summary, key=lambda k: -summary[k]["after"]["mean"])
+    lines = ["| learner | before | after one step |", "|---|---|---|"]
+    for i, learner in enumerate(order):
+        after = _interval(summary[learner]["after"], signed=False)
+        lines.append(f"| {learner} | {summary[learner]['before']['mean']:.1f} | {f'**{after}**' if i == 0 else after} |")
+    meta = report["meta"]
+    lines += ["", f"{meta['iterations']} meta-iterations, seeds {', '.join(map(str, meta['seeds']))}, {meta['eval_tasks']} held-out tasks x {meta['eval_episodes']} episodes; mean [stratified-bootstrap 95% CI] over seeds x tasks."]
+    return "\n".join(lines) + "\n"
+
+
+def render_speed(navigation: dict[str, Any], cheetah: dict[str, Any]) -> str:
+    """Seconds per meta-iteration from ``bench_meta_iteration.py``, with its references."""
+    variants = navigation["variants"]
+    default = variants["metarl, curvature every 10th episode, 2 threads"]
+    exact = variants["metarl, curvature on all episodes (exact), 2 threads"]
+    textbook = variants["reference: textbook third-order HVP, all episodes, 2 threads"]
+    quoted = navigation["pytorch_maml_rl_seconds_quoted"]
+    s = default["seconds_per_iteration"]
+    cs = cheetah["seconds_per_iteration"]
+    rows = [
+        ("2D navigation, default config (20 tasks x 20 episodes x 100 steps, curvature on every 10th episode)",
+         f"**{s:.2f}** (sampling {default['sample_seconds']:.2f}, meta-gradient {default['grad_seconds']:.2f}, CG {default['cg_seconds']:.2f}, line search {default['line_search_seconds']:.2f})",
+         f"pytorch-maml-rl {quoted:.2f} s ({quoted / s:.1f}x); the textbook third-order HVP in the same run {textbook['seconds_per_iteration']:.2f} s ({textbook['seconds_per_iteration'] / s:.1f}x)"),
+        ("2D navigation, exact curvature on all episodes", f"{exact['seconds_per_iteration']:.2f}", f"pytorch-maml-rl {quoted:.2f} s ({quoted / exact['seconds_per_iteration']:.1f}x)"),
+        ("HalfCheetahVel, pytorch-maml-rl's setting (40 tasks x 20 episodes x 100 steps)",
+         f"**{cs:.1f}** (sampling {cheetah['sample_seconds']:.1f} at {cheetah['sampler_env_steps_per_second'] / 1000:.0f}k env-steps/s)",
+         f"pytorch-maml-rl {PYTORCH_MAML_RL_HALFCHEETAH_SECONDS:.1f} s ({PYTORCH_MAML_RL_HALFCHEETAH_SECONDS / cs:.1f}x)"),
+    ]
+    lines = ["| | seconds per meta-iteration | reference |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_sampler(report: dict[str, Any]) -> str:
+    """``bench_mujoco_sampler.py``'s rollout speed: env-steps/s and ratios per robot."""
+    lines = [
+        "| family | env-steps/s (policy in the loop) | vs open-loop simulator ceiling | vs SyncVectorEnv |",
+        "|---|---|---|---|",
+    ]
+    for robot, r in report["robots"].items():
+        lines.append(
+            f"| {robot} | {r['batched_sampler']['env_steps_per_second']:,.0f} | {r['ratio_to_ceiling']:.2f}x | {r['ratio_to_sync_vector_env']:.1f}x |"
+        )
+    memory = report["memory"]
+    lines += ["", f"{report['num_envs']} envs ({report['tasks']} tasks x {report['episodes_per_task']} episodes); peak memory of an {memory['num_envs']}-env HalfCheetah sampler {memory['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines) + "\n"
+
+
+def _load_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ReportError(f"{path} is missing: run the benchmark that writes it, or remove its block from the README.")
+    return json.loads(path.read_text())
+
+
+def render_block(kind: str, name: str, results: Path) -> str:
+    """The markdown of one README block (see the module docstring for the kinds).
+
+    Raises:
+        ReportError: An unknown kind or missing results.
+    """
+    renderers: dict[str, Callable[[], str]] = {
+        "benchmark": lambda: render_benchmark(_load_json(results / name / "benchmark.json"), name),
+        "evaluation": lambda: render_evaluation(_evaluations(results, name)),
+        "runs": lambda: render_runs(_runs(results / name)),
+        "learners": lambda: render_learners(_load_json(results / "learners.json")),
+        "sampler": lambda: render_sampler(_load_json(results / "mujoco_sampler.json")),
+        "speed": lambda: render_speed(_load_json(results / "meta_iteration.json"), _load_json(results / "meta_iteration_halfcheetah-vel.json")),
+    }
+    if kind not in renderers:
+        raise ReportError(f"Unknown README block kind {kind!r}; choose one of {', '.join(renderers)}.")
+    return renderers[kind]()
+
+
+def _evaluations(results: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """``NAME/eval.json`` and ``NAME_seed*/eval.json``, labelled by the seed in their ``config.yaml``."""
+    out = []
+    for path in [results / name / "eval.json", *sorted(results.glob(f"{name}_seed*/eval.json"))]:
+        config = yaml.safe_load((path.parent / "config.yaml").read_text()) if (path.parent / "config.yaml").is_file() else {}
+        out.append((f"seed {config.get('seed', '?')}", _load_json(path)))
+    return out
+
+
+def _runs(folder: Path) -> list[tuple[str, list[dict[str, str]]]]:
+    paths = sorted(folder.glob("seed*/progress.csv"))
+    if not paths:
+        raise ReportError(f"No {folder}/seed*/progress.csv: commit the training runs there first.")
+    return [(p.parent.name.replace("seed", "seed "), _read_progress(p)) for p in paths]
+
+
+def render_readme(text: str, results: str | Path) -> str:
+    """``text`` with every generated block rendered anew from ``results``."""
+    results = Path(results)
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group(2), m.group(3), results) + m.group(5), text)
+
+
+def check_readme(readme: str | Path, results: str | Path) -> list[str]:
+    """The ``KIND NAME`` of every block of ``readme`` that differs from ``results``."""
+    results = Path(results)
+    stale = []
+    for m in BLOCK.finditer(Path(readme).read_text()):
+        if render_block(m.group(2), m.group(3), results) != m.group(4):
+            stale.append(f"{m.group(2)} {m.group(3)}")
+    return stale
+
+
+def update_readme(readme: str | Path, results: str | Path) -> list[str]:
+    """Rewrite ``readme``'s generated blocks; returns the ``KIND NAME`` of those that changed."""
+    stale = check_readme(readme, results)
+    path = Path(readme)
+    if stale:
+        path.write_text(render_readme(path.read_text(), results))
+    return stale
+
+
+__all__ = ["ReportError", "check_readme", "render_block", "render_readme", "update_readme"]
