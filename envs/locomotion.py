@@ -209,10 +209,9 @@ class MujocoTaskFamily:
             raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
         super().__init__(**kwargs)
         self.action_scale = float(action_scale)
-        self.ctrl_space = self.action_space  # the actuators' ctrlrange
-        if self.action_scale != 1.0:
-            low, high = self.ctrl_space.low, self.ctrl_space.high
-            self.action_space = spaces.Box(low * np.float32(self.action_scale), high * np.float32(self.action_scale), dtype=np.float32)
+        if self.action_scale != 1.0:  # Gymnasium's space is the actuators' ctrlrange
+            scale = np.float32(self.action_scale)
+            self.action_space = spaces.Box(self.action_space.low * scale, self.action_space.high * scale, dtype=np.float32)
         self.batch_threads = batch_threads
         # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
         utils.EzPickle.__init__(self, action_scale=action_scale, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]

@@ -233,9 +233,19 @@ def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def maml_iterations(per_seed: list[dict[str, Any]]) -> list[int]:
+    """MAML's meta-iterations in each seed (the last iteration of its learning curve; 0 without one)."""
+    return [max(s["learning_curve"]["iteration"], default=0) for s in per_seed]
+
+
+def seed_means(per_seed: list[dict[str, Any]], method: str, step: int) -> list[float]:
+    """``method``'s mean return over held-out tasks after ``step`` adaptation steps, per seed."""
+    return [float(np.mean(s["returns"][method][step])) for s in per_seed if len(s["returns"][method]) > step]
+
+
 def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
     """One line: MAML's meta-iterations per seed (from its learning curve) and the PPO budget."""
-    iterations = "/".join(str(max(s["learning_curve"]["iteration"], default=0)) for s in per_seed)
+    iterations = "/".join(map(str, maml_iterations(per_seed)))
     return (
         f"Training: MAML {iterations} meta-iterations (seeds {'/'.join(str(s['seed']) for s in per_seed)}); "
         f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed; "
@@ -247,8 +257,7 @@ def per_seed_means(per_seed: list[dict[str, Any]], step: int = 1) -> str:
     """One line per method: its mean return after ``step`` adaptation steps in each seed."""
     lines = [f"Per-seed means after {step} step{'s' if step != 1 else ''} (seeds {'/'.join(str(s['seed']) for s in per_seed)}):"]
     for name in METHODS:
-        means = [float(np.mean(s["returns"][name][step])) for s in per_seed if len(s["returns"][name]) > step]
-        lines.append(f"- {name}: " + " / ".join(f"{m:.2f}" for m in means))
+        lines.append(f"- {name}: " + " / ".join(f"{m:.2f}" for m in seed_means(per_seed, name, step)))
     return "\n".join(lines)
 
 

@@ -35,7 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -43,6 +42,9 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
+
+from metarl.benchmark import maml_iterations, seed_means
+from metarl.logger import read_csv
 
 BLOCK = re.compile(r"(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
 METHOD_LABELS = {
@@ -74,7 +76,7 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     summary, per_seed, budget = report["summary"], report["per_seed"], report["budget"]
     signed = any(r["mean_ci"][1] > 0 for rows in summary.values() for r in rows)
     steps = len(summary["maml"])
-    iterations = sorted({max(s["learning_curve"]["iteration"], default=0) for s in per_seed})
+    iterations = sorted(set(maml_iterations(per_seed)))
     config = report["config"]
     lines = [
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x {budget['eval_episodes']} episodes, "
@@ -96,7 +98,7 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
         word = "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
         lines.append(f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} {_num(verdict['other_mean'], signed)}: 95% CIs {word}.")
     if steps > 1:
-        parts = [f"{method} " + " / ".join(_num(float(np.mean(s["returns"][method][1])), signed) for s in per_seed) for method in METHOD_LABELS]
+        parts = [f"{method} " + " / ".join(_num(m, signed) for m in seed_means(per_seed, method, 1)) for method in METHOD_LABELS]
         lines.append(f"- Per-seed means after one step (seeds {' / '.join(str(s['seed']) for s in per_seed)}): " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
@@ -118,11 +120,6 @@ def render_evaluation(evals: list[tuple[str, dict[str, Any]]]) -> str:
     first = evals[0][1]
     lines += ["", f"{first['num_tasks']} held-out tasks x {first['episodes_per_task']} episodes per run, after {first['iteration']} meta-iterations."]
     return "\n".join(lines) + "\n"
-
-
-def _read_progress(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def render_runs(runs: list[tuple[str, list[dict[str, str]]]], last: int = 10) -> str:
@@ -225,7 +222,7 @@ def _runs(folder: Path) -> list[tuple[str, list[dict[str, str]]]]:
     paths = sorted(folder.glob("seed*/progress.csv"))
     if not paths:
         raise ReportError(f"No {folder}/seed*/progress.csv: commit the training runs there first.")
-    return [(p.parent.name.replace("seed", "seed "), _read_progress(p)) for p in paths]
+    return [(p.parent.name.replace("seed", "seed "), read_csv(p)) for p in paths]
 
 
 def render_readme(text: str, results: str | Path) -> str:
