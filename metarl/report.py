@@ -1,8 +1,8 @@
-"""The README's result tables, written from the committed results files.
+"""The documentation's result tables, written from the committed results files.
 
-Every number in the README's results section comes from a file in ``benchmarks/results/``
-through this module, so the README cannot drift from the results: a block of the README
-between two markers
+Every number in the results tables of ``README.md`` and ``docs/*.md`` comes from a file in
+``benchmarks/results/`` through this module, so the documents cannot drift from the
+results: a block of a Markdown file between two markers, each on a line of its own,
 
     <!-- generated: KIND NAME -->
     ...
@@ -24,13 +24,15 @@ KIND              reads (under the results folder)                renders
 ``sampler``       ``mujoco_sampler.json``                         MuJoCo rollout env-steps/s
 ================  ==============================================  =============================
 
-``update_readme(readme, results)`` rewrites the blocks (``scripts/readme_tables.py``);
-``check_readme`` reports the blocks that differ (its ``--check``, run by the tests).
+Per file, ``update_readme(path, results)`` rewrites the blocks and ``check_readme`` reports
+the blocks that differ. ``document_paths(root)`` lists the files that carry blocks
+(``README.md`` and ``docs/*.md``); ``check_documents`` and ``update_documents`` apply the
+two to all of them (``scripts/readme_tables.py`` and its ``--check``, run by the tests).
 
 Example:
-    >>> stale = check_readme("README.md", "benchmarks/results")  # doctest: +SKIP
-    >>> stale  # names of the blocks that differ from the results; [] when in sync
-    []
+    >>> stale = check_documents(document_paths("."), "benchmarks/results")  # doctest: +SKIP
+    >>> stale  # file -> names of its blocks that differ from the results; {} when in sync
+    {}
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -46,7 +48,8 @@ import yaml
 from metarl.benchmark import maml_iterations, seed_means
 from metarl.logger import read_csv
 
-BLOCK = re.compile(r"(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
+BLOCK = re.compile(r"^(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)^(<!-- end generated -->)", re.DOTALL | re.MULTILINE)
+OPENING = re.compile(r"^<!-- generated:.*$", re.MULTILINE)
 METHOD_LABELS = {
     "maml": "MAML",
     "pretrained": "pretrained (PPO, a new task each episode)",
@@ -59,7 +62,7 @@ PYTORCH_MAML_RL_HALFCHEETAH_SECONDS = 11.2
 
 
 class ReportError(ValueError):
-    """A README block names results that are missing or of an unknown kind."""
+    """A generated block names results that are missing or of an unknown kind, or is malformed."""
 
 
 def _num(x: float, signed: bool) -> str:
@@ -186,12 +189,12 @@ def render_sampler(report: dict[str, Any]) -> str:
 
 def _load_json(path: Path) -> Any:
     if not path.is_file():
-        raise ReportError(f"{path} is missing: run the benchmark that writes it, or remove its block from the README.")
+        raise ReportError(f"{path} is missing: run the benchmark that writes it, or remove its block from the document.")
     return json.loads(path.read_text())
 
 
 def render_block(kind: str, name: str, results: Path) -> str:
-    """The markdown of one README block (see the module docstring for the kinds).
+    """The Markdown of one generated block (see the module docstring for the kinds).
 
     Raises:
         ReportError: An unknown kind or missing results.
@@ -205,7 +208,7 @@ def render_block(kind: str, name: str, results: Path) -> str:
         "speed": lambda: render_speed(_load_json(results / "meta_iteration.json"), _load_json(results / "meta_iteration_halfcheetah-vel.json")),
     }
     if kind not in renderers:
-        raise ReportError(f"Unknown README block kind {kind!r}; choose one of {', '.join(renderers)}.")
+        raise ReportError(f"Unknown generated block kind {kind!r}; choose one of {', '.join(renderers)}.")
     return renderers[kind]()
 
 
@@ -225,24 +228,45 @@ def _runs(folder: Path) -> list[tuple[str, list[dict[str, str]]]]:
     return [(p.parent.name.replace("seed", "seed "), read_csv(p)) for p in paths]
 
 
+def _blocks(text: str, source: str | Path = "the document") -> list[re.Match[str]]:
+    """The generated blocks of ``text``.
+
+    Raises:
+        ReportError: An opening marker that starts no well-formed block (a typo in
+            ``KIND NAME``, or no ``<!-- end generated -->`` line after it), which would
+            otherwise be skipped silently.
+    """
+    blocks = list(BLOCK.finditer(text))
+    starts = {m.start() for m in blocks}
+    for marker in OPENING.finditer(text):
+        if marker.start() not in starts:
+            line = text.count("\n", 0, marker.start()) + 1
+            raise ReportError(
+                f"{source}, line {line}: {marker.group(0)!r} starts no block; write "
+                "'<!-- generated: KIND NAME -->' and end the block with a '<!-- end generated -->' line."
+            )
+    return blocks
+
+
 def render_readme(text: str, results: str | Path) -> str:
-    """``text`` with every generated block rendered anew from ``results``."""
+    """``text`` (a Markdown document) with every generated block rendered anew from ``results``."""
     results = Path(results)
+    _blocks(text)
     return BLOCK.sub(lambda m: m.group(1) + render_block(m.group(2), m.group(3), results) + m.group(5), text)
 
 
 def check_readme(readme: str | Path, results: str | Path) -> list[str]:
-    """The ``KIND NAME`` of every block of ``readme`` that differs from ``results``."""
+    """The ``KIND NAME`` of every block of the Markdown file ``readme`` that differs from ``results``."""
     results = Path(results)
     stale = []
-    for m in BLOCK.finditer(Path(readme).read_text()):
+    for m in _blocks(Path(readme).read_text(), readme):
         if render_block(m.group(2), m.group(3), results) != m.group(4):
             stale.append(f"{m.group(2)} {m.group(3)}")
     return stale
 
 
 def update_readme(readme: str | Path, results: str | Path) -> list[str]:
-    """Rewrite ``readme``'s generated blocks; returns the ``KIND NAME`` of those that changed."""
+    """Rewrite the generated blocks of the Markdown file ``readme``; returns the ``KIND NAME`` of those that changed."""
     stale = check_readme(readme, results)
     path = Path(readme)
     if stale:
@@ -250,4 +274,62 @@ def update_readme(readme: str | Path, results: str | Path) -> list[str]:
     return stale
 
 
-__all__ = ["ReportError", "check_readme", "render_block", "render_readme", "update_readme"]
+def document_paths(root: str | Path) -> list[Path]:
+    """The Markdown files whose generated blocks are kept in sync: ``README.md`` and ``docs/*.md``.
+
+    Args:
+        root: The repository root.
+
+    Returns:
+        ``root/README.md`` (when it exists), then ``root/docs/*.md`` in sorted order.
+    """
+    root = Path(root)
+    readme = [root / "README.md"] if (root / "README.md").is_file() else []
+    return readme + sorted((root / "docs").glob("*.md"))
+
+
+def check_documents(paths: Sequence[str | Path], results: str | Path) -> dict[Path, list[str]]:
+    """``check_readme`` for every file of ``paths``.
+
+    Returns:
+        For each file with blocks that differ from ``results``, the ``KIND NAME`` of those
+        blocks; an empty dict when every file is in sync.
+
+    Raises:
+        ReportError: A block names missing results or an unknown kind, or is malformed.
+        OSError: A file cannot be read.
+    """
+    stale = {Path(p): check_readme(p, results) for p in paths}
+    return {p: blocks for p, blocks in stale.items() if blocks}
+
+
+def update_documents(paths: Sequence[str | Path], results: str | Path) -> dict[Path, list[str]]:
+    """Rewrite the generated blocks of every file of ``paths`` from ``results``.
+
+    Every file is rendered before any is written, so an error in one file (missing
+    results, say) leaves all of them unchanged.
+
+    Returns:
+        For each file that changed, the ``KIND NAME`` of its rewritten blocks.
+
+    Raises:
+        ReportError: A block names missing results or an unknown kind, or is malformed.
+        OSError: A file cannot be read or written.
+    """
+    stale = check_documents(paths, results)
+    rendered = {p: render_readme(p.read_text(), results) for p in stale}
+    for path, text in rendered.items():
+        path.write_text(text)
+    return stale
+
+
+__all__ = [
+    "ReportError",
+    "check_documents",
+    "check_readme",
+    "document_paths",
+    "render_block",
+    "render_readme",
+    "update_documents",
+    "update_readme",
+]

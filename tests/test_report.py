@@ -1,18 +1,31 @@
-"""The README's generated result tables (metarl/report.py, scripts/readme_tables.py)."""
+"""The generated result tables of README.md and docs/*.md (metarl/report.py, scripts/readme_tables.py),
+and the relative links between those files."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from metarl.report import ReportError, check_readme, render_benchmark, render_block, render_readme, update_readme
+from metarl.report import (
+    ReportError,
+    check_documents,
+    check_readme,
+    document_paths,
+    render_benchmark,
+    render_block,
+    render_readme,
+    update_documents,
+    update_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = document_paths(ROOT)
 
 
 def synthetic_report() -> dict:
@@ -60,25 +73,87 @@ def test_render_benchmark_writes_every_number_from_the_report() -> None:
     assert "- Per-seed means after one step (seeds 0 / 1): maml +260.0 / +262.0; pretrained -12.0 / -10.0;" in text
 
 
-def test_readme_is_in_sync_with_the_committed_results() -> None:
-    assert check_readme(ROOT / "README.md", RESULTS) == [], "run: python scripts/readme_tables.py"
+def test_the_documents_are_readme_and_every_docs_page() -> None:
+    assert DOCUMENTS[0] == ROOT / "README.md"
+    assert set(DOCUMENTS[1:]) == set((ROOT / "docs").glob("*.md"))
+    assert {"algorithms.md", "cli.md", "results.md", "task-families.md"} <= {p.name for p in DOCUMENTS[1:]}
 
 
-def test_a_hand_edited_number_is_found_and_rewritten(tmp_path: Path) -> None:
-    original = (ROOT / "README.md").read_text()
-    start = original.index("<!-- generated: benchmark benchmark-navigation2d -->")
+def test_readme_and_docs_are_in_sync_with_the_committed_results() -> None:
+    assert check_documents(DOCUMENTS, RESULTS) == {}, "run: python scripts/readme_tables.py"
+
+
+def test_the_readme_keeps_one_results_table_and_docs_hold_the_rest() -> None:
+    names = {p: re.findall(r"^<!-- generated: (\w+ [\w.-]+) -->$", p.read_text(), re.MULTILINE) for p in DOCUMENTS}
+    assert names[ROOT / "README.md"] == ["benchmark benchmark-halfcheetah-dir"]
+    results = set(names[ROOT / "docs" / "results.md"])
+    assert {"benchmark benchmark-navigation2d", "evaluation navigation2d", "learners learners", "speed speed", "sampler mujoco_sampler"} <= results
+
+
+@pytest.mark.parametrize(
+    ("document", "block"),
+    [("README.md", "benchmark benchmark-halfcheetah-dir"), ("docs/results.md", "benchmark benchmark-navigation2d")],
+)
+def test_a_hand_edited_number_is_found_and_rewritten(tmp_path: Path, document: str, block: str) -> None:
+    original = (ROOT / document).read_text()
+    start = original.index(f"<!-- generated: {block} -->")
     cell = original.index("| MAML | ", start)
-    edited = original[:cell] + original[cell:].replace("| MAML | -", "| MAML | -1", 1)
-    readme = tmp_path / "README.md"
-    readme.write_text(edited)
-    assert check_readme(readme, RESULTS) == ["benchmark benchmark-navigation2d"]
-    assert update_readme(readme, RESULTS) == ["benchmark benchmark-navigation2d"]
-    assert readme.read_text() == original
+    edited = original[:cell] + original[cell:].replace("| MAML | ", "| MAML | 1", 1)
+    copy = tmp_path / Path(document).name
+    copy.write_text(edited)
+    assert check_readme(copy, RESULTS) == [block]
+    assert update_readme(copy, RESULTS) == [block]
+    assert copy.read_text() == original
     assert render_readme(original, RESULTS) == original
 
 
+def write_tree(root: Path, readme: str, page: str) -> tuple[Path, Path]:
+    """A repository root with a README.md, a docs/page.md and results/benchmark-x/benchmark.json."""
+    (root / "docs").mkdir(parents=True)
+    (root / "results" / "benchmark-x").mkdir(parents=True)
+    (root / "results" / "benchmark-x" / "benchmark.json").write_text(json.dumps(synthetic_report()))
+    (root / "README.md").write_text(readme)
+    (root / "docs" / "page.md").write_text(page)
+    return root / "README.md", root / "docs" / "page.md"
+
+
+STALE = "<!-- generated: benchmark benchmark-x -->\nold\n<!-- end generated -->\n"
+
+
+def test_a_stale_block_in_a_docs_page_fails_the_check(tmp_path: Path) -> None:
+    readme, page = write_tree(tmp_path, "# t\n\n" + STALE, "# page\n\n" + STALE)
+    results = tmp_path / "results"
+    assert update_readme(readme, results) == ["benchmark benchmark-x"]  # the README is in sync now, the page is not
+    fresh = readme.read_text()
+    assert check_documents(document_paths(tmp_path), results) == {page: ["benchmark benchmark-x"]}
+    assert update_documents(document_paths(tmp_path), results) == {page: ["benchmark benchmark-x"]}
+    assert check_documents(document_paths(tmp_path), results) == {}
+    assert readme.read_text() == fresh and "**+261.0 [+250.0, +272.0]**" in page.read_text()
+
+
+def test_update_writes_nothing_when_any_document_fails(tmp_path: Path) -> None:
+    readme, page = write_tree(tmp_path, "# t\n\n" + STALE, "<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n")
+    with pytest.raises(ReportError, match="benchmark-gone/benchmark.json is missing"):
+        update_documents([readme, page], tmp_path / "results")
+    assert readme.read_text() == "# t\n\n" + STALE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!-- generated: benchmark benchmark-x -->\nno end marker\n",
+        "<!-- generated: benchmark two words here -->\n<!-- end generated -->\n",
+    ],
+)
+def test_a_malformed_block_is_an_error_not_skipped(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "page.md"
+    path.write_text("# t\n\n" + text)
+    with pytest.raises(ReportError, match="page.md, line 3: .* starts no block"):
+        check_readme(path, RESULTS)
+
+
 def test_unknown_kind_and_missing_results_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match="Unknown README block kind 'tables'"):
+    with pytest.raises(ReportError, match="Unknown generated block kind 'tables'"):
         render_block("tables", "x", RESULTS)
     with pytest.raises(ReportError, match="benchmark-nope/benchmark.json is missing"):
         render_block("benchmark", "benchmark-nope", RESULTS)
@@ -86,23 +161,78 @@ def test_unknown_kind_and_missing_results_are_clear_errors(tmp_path: Path) -> No
         render_block("runs", "nope", tmp_path)
 
 
-def test_script_check_exits_1_on_a_stale_readme_and_2_on_missing_results(tmp_path: Path) -> None:
-    results = tmp_path / "results" / "benchmark-x"
-    results.mkdir(parents=True)
-    (results / "benchmark.json").write_text(json.dumps(synthetic_report()))
-    readme = tmp_path / "README.md"
-    readme.write_text("# t\n\n<!-- generated: benchmark benchmark-x -->\nold\n<!-- end generated -->\n")
+def test_script_check_exits_1_on_a_stale_document_and_2_on_missing_results(tmp_path: Path) -> None:
+    readme, page = write_tree(tmp_path, "# t\n\n" + STALE, "# page\n\nno blocks\n")
 
-    def script(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "scripts/readme_tables.py", "--readme", str(readme), "--results", str(tmp_path / "results"), *args]
+    def script(*args: str, files: tuple[Path, ...] = (readme, page)) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "scripts/readme_tables.py", *map(str, files), "--results", str(tmp_path / "results"), *args]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     out = script("--check")
-    assert out.returncode == 1 and out.stderr.startswith("error: ") and "benchmark benchmark-x" in out.stderr
+    assert out.returncode == 1 and out.stderr.startswith(f"error: {readme} is out of date") and "benchmark benchmark-x" in out.stderr
     out = script()
-    assert out.returncode == 0 and "rewrote: benchmark benchmark-x" in out.stdout
+    assert out.returncode == 0 and f"rewrote: {readme}: benchmark benchmark-x (2 file(s))" in out.stdout
     assert "**+261.0 [+250.0, +272.0]**" in readme.read_text()
     assert script("--check").returncode == 0
-    readme.write_text("<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n")
+    page.write_text("# page\n\n" + STALE)  # a stale docs page fails the check just as the README does
+    out = script("--check")
+    assert out.returncode == 1 and f"error: {page} is out of date" in out.stderr and str(readme) not in out.stderr
+    assert script().returncode == 0 and script("--check").returncode == 0
+    page.write_text("<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n")
     out = script("--check")
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "is missing" in out.stderr and "Traceback" not in out.stderr
+    out = script("--check", files=(tmp_path / "nope.md",))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_script_checks_readme_and_docs_by_default() -> None:
+    out = subprocess.run([sys.executable, "scripts/readme_tables.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"stale: nothing ({len(DOCUMENTS)} file(s))" in out.stdout
+
+
+# -- links ---------------------------------------------------------------------------------
+
+FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.DOTALL | re.MULTILINE)
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _prose(text: str) -> str:
+    """``text`` without fenced code blocks and inline code spans (links there are not links)."""
+    return re.sub(r"`[^`\n]*`", "", FENCE.sub("", text))
+
+
+def github_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown document (``#`` headings outside code)."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", FENCE.sub("", text), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def relative_links(path: Path) -> list[str]:
+    """The link and image targets of a Markdown file that are neither URLs nor mail addresses."""
+    targets = LINK.findall(_prose(path.read_text()))
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.IGNORECASE)]
+
+
+def test_github_anchors_follow_githubs_rules() -> None:
+    text = "# Results and speed\n## 6. Optional: a batched fast path\n```\n# not a heading\n```\n## `metarl train`\n## Speed\n## Speed\n"
+    assert github_anchors(text) == {"results-and-speed", "6-optional-a-batched-fast-path", "metarl-train", "speed", "speed-1"}
+    assert relative_links(ROOT / "README.md")  # the README links to docs/
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_points_to_an_existing_file_and_heading(document: Path) -> None:
+    broken = []
+    for target in relative_links(document):
+        file, _, anchor = target.partition("#")
+        linked = (document.parent / file).resolve() if file else document
+        if not linked.exists():
+            broken.append(f"{target}: no file {linked}")
+        elif anchor and linked.suffix == ".md" and anchor not in github_anchors(linked.read_text()):
+            broken.append(f"{target}: no heading #{anchor} in {linked.name}")
+    assert not broken, f"{document.relative_to(ROOT)}: " + "; ".join(broken)
