@@ -33,7 +33,8 @@ import torch
 
 from metarl.exact import maml_objective_and_grad, sample_meta_gradients
 from metarl.policies import CategoricalMLPPolicy
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 ESTIMATORS = ("plain", "lvc", "dice")
 

@@ -25,6 +25,7 @@ took 11.2 s per meta-iteration there) and writes ``meta_iteration_<NAME>.json/.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -48,7 +49,7 @@ def measure(overrides: list[str], iterations: int, warmup: int, exact_hvp: bool 
     cfg = load_config(CONFIG[0], ["tensorboard=false", "seed=0", *EXTRA, *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp, progress=False)
-        trainer.learner.settings.exact_hvp = exact_hvp
+        trainer.learner.settings = dataclasses.replace(trainer.learner.settings, exact_hvp=exact_hvp)
         rows = [trainer.run_iteration() for _ in range(warmup + iterations)][warmup:]
     total = [r["sample_seconds"] + r["update_seconds"] for r in rows]
     out = {part: statistics.median(r[part] for r in rows) for part in PARTS}

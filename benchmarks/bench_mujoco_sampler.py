@@ -55,7 +55,8 @@ import metarl.sampler as sampler_module
 from metarl.envs.mujoco_batch import BatchedMujocoEnv, available_cpus
 from metarl.policies import make_policy
 from metarl.sampler import Sampler
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 RESULTS = Path(__file__).parent / "results"
 ROBOTS = ("HalfCheetahVel", "AntVel")

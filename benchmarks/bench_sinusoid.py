@@ -3,7 +3,7 @@
 Trains both methods (``metarl.sinusoid.train_maml`` / ``train_pretrained``: same
 initialization, same training tasks, same iterations), then fine-tunes each on the K-shot
 support sets of ``--eval-tasks`` held-out tasks (a separate seed) with plain gradient steps of
-size alpha (``metarl.maml.gradient_step``) and reports the query MSE (100 points on a grid)
+size alpha (``metarl.adaptation.gradient_step``) and reports the query MSE (100 points on a grid)
 after 0..10 steps, mean and 95% confidence interval over tasks.
 
 Writes ``sinusoid.json``, ``sinusoid.md`` and, with matplotlib installed, ``sinusoid.png``.

@@ -48,7 +48,7 @@ Common to all families:
 * **Ant** keeps Gymnasium's Ant-v5 contact cost ``5e-4 * ||clip(cfrc_ext, -1, 1)||^2``,
   survive bonus ``1`` while healthy, and terminates once the torso height leaves
   ``[0.2, 1.0]`` (or the state is not finite). HalfCheetah never terminates.
-* Tasks come from ``self.np_random`` (seed it with ``metarl.tasks.seed_family``); the task
+* Tasks come from ``self.np_random`` (seed it with ``metarl.task_api.seed_family``); the task
   is not part of the observation. ``reset``/``step`` before ``set_task`` raise
   ``TaskNotSetError``. Envs pickle with their task, simulator state and RNG.
 * **Batched**: ``make_batched(tasks, episodes_per_task)`` returns the native batched
@@ -64,7 +64,7 @@ Other keyword arguments go to the Gymnasium env (``reset_noise_scale``,
 Example:
     >>> import gymnasium as gym, metarl
     >>> env = gym.make("metarl/HalfCheetahVel-v0")
-    >>> metarl.tasks.seed_family(env, 0)
+    >>> metarl.task_api.seed_family(env, 0)
     >>> env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
     >>> obs, info = env.reset(seed=0)
 """
@@ -81,7 +81,7 @@ import numpy as np
 from gymnasium import spaces, utils
 
 from metarl.envs.navigation import GoalTask
-from metarl.tasks import TaskNotSetError
+from metarl.errors import TaskNotSetError
 
 try:
     import mujoco

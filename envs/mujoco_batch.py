@@ -4,7 +4,7 @@
 one ``mujoco.batch.Batch`` (mujoco >= 4), which advances every simulation on MuJoCo's own
 thread pool; observations, rewards and terminations are computed for all episodes at once
 with numpy (elementwise work only: no matmuls, so ``OPENBLAS_CORETYPE`` does not matter).
-It implements ``metarl.tasks.BatchedTaskEnv``, and every family of ``metarl.envs.locomotion``
+It implements ``metarl.task_api.BatchedTaskEnv``, and every family of ``metarl.envs.locomotion``
 and ``metarl.envs.dynamics`` returns it from ``make_batched``, so ``metarl.sampler.Sampler``
 uses it for them.
 
@@ -59,7 +59,7 @@ not once per ``sample`` call (see ``_take_batch``).
 Example:
     >>> import gymnasium as gym, metarl
     >>> env = gym.make("metarl/HalfCheetahVel-v0").unwrapped
-    >>> metarl.tasks.seed_family(env, 0)
+    >>> metarl.task_api.seed_family(env, 0)
     >>> batch = env.make_batched(env.sample_tasks(40), episodes_per_task=20)
     >>> obs = batch.reset(seed=0)                       # [800, 17]
     >>> obs, reward, terminated = batch.step(torch.zeros(800, 6))

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.tasks import TaskNotSetError
+from metarl.errors import TaskNotSetError
 
 MAX_ACTION = 0.1
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5

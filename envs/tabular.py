@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.tasks import TaskNotSetError
+from metarl.errors import TaskNotSetError
 
 
 @dataclass(frozen=True)

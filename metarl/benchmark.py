@@ -39,14 +39,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from metarl.checkpoint import CheckpointError, load_checkpoint
+from metarl.checkpoint import load_checkpoint
+from metarl.errors import CheckpointError
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.evaluate import adaptation_returns
-from metarl.maml import MAMLTRPO, TRPOSettings
+from metarl.adaptation import InnerLoop
 from metarl.policies import Policy
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 METHODS = ("maml", "pretrained", "oracle", "random")
 EVAL_TASK_SEED = 20_240_101
@@ -89,9 +91,9 @@ def get_budget(name: str) -> Budget:
     return BUDGETS[name]
 
 
-def _adapter(policy: Policy, config: TrainConfig, fast_lr: float) -> MAMLTRPO:
-    """The inner step every method is fine-tuned with (only ``adapt`` is used)."""
-    return MAMLTRPO(policy, TRPOSettings(fast_lr=fast_lr), config.gamma, config.gae_lambda, config.normalize_advantages)
+def _adapter(policy: Policy, config: TrainConfig, fast_lr: float) -> InnerLoop:
+    """The inner step every method is fine-tuned with (MAML's, plain estimator, on the CPU)."""
+    return InnerLoop(policy=policy, fast_lr=fast_lr, gamma=config.gamma, gae_lambda=config.gae_lambda, normalize_advantages=config.normalize_advantages)
 
 
 def _family_env(config: TrainConfig, oracle: bool) -> Any:
@@ -132,7 +134,7 @@ def choose_step_size(policy: Policy, config: TrainConfig, env: Any, grid: Sequen
 
 def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig, list[dict[str, Any]]]:
     from metarl.logger import read_csv
-    from metarl.trainer import build_policy
+    from metarl.runtime import build_policy
 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     saved = config_from_dict(state["config"])
@@ -152,7 +154,8 @@ def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run:
         "learning_curve", "seconds"}``.
     """
     from metarl.ppo_baselines import sb3_to_metarl, train_ppo
-    from metarl.trainer import Trainer, build_policy, seed_streams
+    from metarl.trainer import Trainer
+    from metarl.runtime import build_policy, seed_streams
 
     torch.set_num_threads(threads)
     config = replace(config, seed=seed)

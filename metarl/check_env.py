@@ -40,7 +40,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from metarl.tasks import TASK_API, make_env, resolve_family_id, seed_family
+from metarl.families import make_env, resolve_family_id
+from metarl.task_api import TASK_API, seed_family
 
 NUM_TASKS = 5
 """Tasks drawn per ``sample_tasks`` call in the checks."""

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from metarl.errors import CheckpointError
 
 FORMAT = "metarl-checkpoint"
 VERSION = 1
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or not a metarl checkpoint."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

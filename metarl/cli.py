@@ -13,15 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from metarl.checkpoint import CheckpointError
-from metarl.config import ConfigError, load_config, packaged_configs
-from metarl.episodes import NonFiniteBatchError
-from metarl.learner import LEARNERS
-from metarl.sampler import SamplerError
-from metarl.tasks import FamilyConstructionError, TaskAPIError, TaskNotSetError, UnknownFamilyError
-from metarl.trainer import RunExistsError
+from metarl.config import load_config, packaged_configs
+from metarl.errors import ConfigError, MetarlError
+from metarl.learners import LEARNERS
 
-USER_ERRORS = (RunExistsError, ConfigError, UnknownFamilyError, FamilyConstructionError, TaskAPIError, TaskNotSetError, CheckpointError, SamplerError, NonFiniteBatchError, FloatingPointError)
+USER_ERRORS = (MetarlError, FloatingPointError)
+"""What the CLI prints as one ``error:`` line: every metarl error, and a diverged computation."""
 
 
 def _count(minimum: int) -> Callable[[str], int]:

@@ -21,13 +21,10 @@ from typing import Any
 
 import yaml
 
-from metarl.learner import LEARNERS
+from metarl.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is invalid."""
 
 
 @dataclass
@@ -82,7 +79,8 @@ class TrainConfig:
     effect on learning (benchmarks/results/subsample_learning.json). With fewer episodes
     per task than s, the first episode of each task is used."""
     learner: str = "maml-trpo"
-    """Meta-learner: maml-trpo, promp, maml-ppo or reptile (see ``metarl.learner``)."""
+    """Meta-learner: maml-trpo, promp, maml-ppo or reptile (``metarl.learners``, which also checks
+    the learner-specific fields below: ``learner_settings``)."""
     estimator: str | None = None
     """Meta-gradient estimator of the inner loss: plain (pytorch-maml-rl), dice (DiCE with the
     loaded-DiCE baseline, unbiased) or lvc (ProMP's low-variance curvature); see
@@ -104,24 +102,6 @@ class TrainConfig:
     """Save a checkpoint every this many iterations (and at the end)."""
     tensorboard: bool = True
     """Write TensorBoard events (needs the ``tensorboard`` extra)."""
-
-    def resolved_estimator(self) -> str:
-        """The estimator the learner uses (``estimator``, or the learner's default)."""
-        if self.estimator is not None:
-            return self.estimator
-        return "lvc" if self.learner == "promp" else "plain"
-
-    def resolved_outer_lr(self) -> float:
-        """The outer step size (``outer_lr``, or the learner's default)."""
-        if self.outer_lr is not None:
-            return self.outer_lr
-        return 1.0 if self.learner == "reptile" else 1e-3
-
-    def resolved_inner_kl_coef(self) -> float:
-        """ProMP's inner KL penalty (``inner_kl_coef``, or 5e-4 for promp and 0 otherwise)."""
-        if self.inner_kl_coef is not None:
-            return self.inner_kl_coef
-        return 5e-4 if self.learner == "promp" else 0.0
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ConfigError`` naming the key and what to do."""
@@ -147,26 +127,12 @@ class TrainConfig:
             raise ConfigError(f"hidden_sizes must be a list of positive integers ([] for a linear policy), got {self.hidden_sizes!r}.")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
-        if self.learner not in LEARNERS:
-            close = difflib.get_close_matches(str(self.learner), LEARNERS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"learner must be one of {', '.join(LEARNERS)}, got {self.learner!r}.{hint}")
-        if self.estimator is not None and self.estimator not in ("plain", "dice", "lvc"):
-            close = difflib.get_close_matches(str(self.estimator), ["plain", "dice", "lvc"], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"estimator must be plain, dice or lvc (or null for the learner's default), got {self.estimator!r}.{hint}")
-        if self.learner == "reptile" and self.resolved_estimator() != "plain":
-            raise ConfigError(f"reptile is first order and uses only the inner gradient; estimator {self.estimator!r} has no effect there: leave it null.")
         if self.outer_lr is not None and not self.outer_lr > 0:
             raise ConfigError(f"outer_lr must be > 0 (or null for the learner's default), got {self.outer_lr!r}.")
-        if self.learner == "maml-trpo" and self.outer_lr is not None:
-            raise ConfigError("outer_lr has no effect with learner=maml-trpo (its step size is set by max_kl): leave it null.")
         if not self.clip_eps > 0:
             raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps!r}.")
         if self.inner_kl_coef is not None and not self.inner_kl_coef >= 0:
             raise ConfigError(f"inner_kl_coef must be >= 0 (or null for the learner's default), got {self.inner_kl_coef!r}.")
-        if self.learner == "maml-ppo" and self.resolved_inner_kl_coef() > 0:
-            raise ConfigError("maml-ppo has no inner KL penalty; inner_kl_coef > 0 with the clipped objective is learner=promp.")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.torch_threads < 0:

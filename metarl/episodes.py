@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from metarl.errors import NonFiniteBatchError
 
-
-class NonFiniteBatchError(ValueError):
-    """A batch of episodes holds NaN or infinite values."""
 
 
 def _check_time_shapes(**tensors: torch.Tensor) -> None:

@@ -40,9 +40,24 @@ pi(a_t'|s_t')`` (within the episode), ``A_t`` the advantage and ``G_t`` the rewa
 
 from __future__ import annotations
 
+import difflib
+
 import torch
 
 ESTIMATORS = ("plain", "dice", "lvc")
+
+
+def check_estimator(name: str) -> str:
+    """``name`` if it is an estimator.
+
+    Raises:
+        ValueError: Unknown name, with a did-you-mean.
+    """
+    if name not in ESTIMATORS:
+        close = difflib.get_close_matches(str(name), ESTIMATORS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {name!r}.{hint}")
+    return name
 
 
 def magic_box(x: torch.Tensor) -> torch.Tensor:

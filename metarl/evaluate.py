@@ -17,13 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.checkpoint import CheckpointError, load_checkpoint
+from metarl.checkpoint import load_checkpoint
+from metarl.errors import CheckpointError
 from metarl.config import config_from_dict
-from metarl.learner import MetaLearner, make_learner
+from metarl.adaptation import Adaptation, InnerLoop
+from metarl.learners.base import MetaLearner
+from metarl.learners import make_learner
 from metarl.policies import Params, Policy
 from metarl.sampler import Sampler
-from metarl.tasks import make_family, seed_family
-from metarl.trainer import build_policy, configure_threads, seed_streams
+from metarl.families import make_family
+from metarl.task_api import seed_family
+from metarl.runtime import build_policy, configure_threads, seed_streams
 
 
 @dataclass
@@ -37,17 +41,30 @@ class StepResult:
     num_tasks: int
 
 
-def adaptation_returns(policy: Policy, learner: MetaLearner, sampler: Sampler, tasks: list[Any], episodes_per_task: int, max_steps: int, chunk: int = 50) -> np.ndarray:
-    """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``."""
+def adaptation_returns(policy: Policy, learner: MetaLearner | InnerLoop, sampler: Sampler, tasks: list[Any], episodes_per_task: int, max_steps: int, chunk: int = 50) -> np.ndarray:
+    """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``.
+
+    Args:
+        policy: The policy whose parameters are adapted (``learner``'s).
+        learner: A learner, or just its ``InnerLoop``: what adapts (every learner adapts alike).
+        sampler: Samples the episodes (its policy's functions, with the given parameters).
+        tasks: The tasks, evaluated ``chunk`` at a time.
+        episodes_per_task: Episodes per task and step.
+        max_steps: The largest number of inner steps.
+        chunk: Tasks per batch (memory).
+    """
+    inner = learner.inner if isinstance(learner, MetaLearner) else learner
     out = np.zeros((max_steps + 1, len(tasks)))
     for start in range(0, len(tasks), chunk):
         part = tasks[start : start + chunk]
-        params: Params = learner.initial_params()
+        params: Params = inner.initial_params()
+        adaptation: Adaptation | None = None
         for step in range(max_steps + 1):
             episodes = sampler.sample(params, part, episodes_per_task)
             out[step, start : start + len(part)] = episodes.episode_returns().mean(1).numpy()
             if step < max_steps:
-                params = learner.adapt(params, episodes, keep_graph=False)
+                adaptation = inner.adapt(episodes, adaptation, keep_graph=False)
+                params = adaptation.params
     return out
 
 

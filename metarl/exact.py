@@ -30,7 +30,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from metarl.adaptation import InnerLoop
+from metarl.learners.maml_trpo import TRPOSettings, meta_gradient
 from metarl.policies import CategoricalMLPPolicy, Params
+from metarl.sampler import Sampler
 
 Model = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -110,25 +113,23 @@ def sample_meta_gradients(
     """Meta-gradients of MAML-TRPO on ``num_batches`` independently sampled meta-batches.
 
     Each batch: ``episodes_per_task`` inner episodes per task sampled at theta, one inner
-    step (``MAMLTRPO.adapt``), as many post-adaptation episodes, then ``-meta_gradient`` (the
+    step (``InnerLoop.adapt``), as many post-adaptation episodes, then ``-meta_gradient`` (the
     gradient TRPO's outer step starts from), with ``gamma = 1``, ``gae_lambda = 1`` and
     unnormalized advantages so that it estimates ``grad F`` of ``maml_objective``.
 
     Returns:
         ``[num_batches, num_params]`` float64.
     """
-    from metarl.maml import MAMLTRPO, TRPOSettings, meta_gradient
-    from metarl.sampler import Sampler
-
-    learner = MAMLTRPO(policy, TRPOSettings(fast_lr=fast_lr, estimator=estimator), gamma=1.0, gae_lambda=1.0, normalize_advantages=False)
+    inner = InnerLoop(policy=policy, fast_lr=fast_lr, estimator=estimator, gamma=1.0, gae_lambda=1.0, normalize_advantages=False)
+    settings = TRPOSettings(fast_lr=fast_lr, estimator=estimator)
     sampler = Sampler(family, policy, seed=seed)
     out = []
     for _ in range(num_batches):
-        theta = learner.initial_params()
+        theta = inner.initial_params()
         train = sampler.sample({n: p.float() for n, p in theta.items()}, tasks, episodes_per_task)
-        adapted = learner.adapt(theta, train)
-        valid = sampler.sample({n: p.float() for n, p in adapted.items()}, tasks, episodes_per_task)
-        _, grad, _, _ = meta_gradient(policy, [learner.process(train)], learner.process(valid), learner.settings)
+        adaptation = inner.adapt(train, keep_graph=False)
+        valid = sampler.sample({n: p.float() for n, p in adaptation.params.items()}, tasks, episodes_per_task)
+        _, grad, _, _ = meta_gradient(policy, adaptation.batches, inner.process(valid), settings)
         out.append(-grad.detach())
     sampler.close()
     return torch.stack(out)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from metarl.policies import GaussianMLPPolicy, Policy
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 
 def require_sb3() -> Any:

@@ -29,11 +29,10 @@ import torch
 
 from metarl.episodes import Episodes
 from metarl.policies import Params, Policy
-from metarl.tasks import BatchedTaskEnv, check_task_family, make_batched, make_family
+from metarl.families import make_family
+from metarl.task_api import BatchedTaskEnv, check_task_family, make_batched
+from metarl.errors import ConfigError, SamplerError
 
-
-class SamplerError(RuntimeError):
-    """An environment raised while the sampler was stepping it."""
 
 
 class VectorEnvBatch:
@@ -86,7 +85,6 @@ class Sampler:
         spec_horizon = self.env.spec.max_episode_steps if self.env.spec is not None else None
         self.horizon = int(horizon or spec_horizon or 0)
         if self.horizon < 1:
-            from metarl.config import ConfigError
 
             raise ConfigError("The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps.")
         self.policy = policy

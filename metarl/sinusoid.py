@@ -1,7 +1,7 @@
 """Sinusoid regression (Finn et al. 2017, "Model-Agnostic Meta-Learning", section 5.1).
 
 MAML is model-agnostic: this module meta-learns a regressor with the *same* inner update
-the RL learner uses, ``metarl.maml.gradient_step``, applied to a regression loss.
+the RL learner uses, ``metarl.adaptation.gradient_step``, applied to a regression loss.
 
 Tasks: ``y = A sin(x - phi)`` with amplitude ``A ~ U[0.1, 5.0]``, phase ``phi ~ U[0, pi]``
 and inputs ``x ~ U[-5, 5]``. The network is a 1-40-40-1 ReLU MLP (``metarl.policies.mlp``)
@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from metarl.maml import gradient_step
+from metarl.adaptation import gradient_step
 from metarl.policies import MLPPolicy, Params, detach_params, mlp, stack_params
 
 

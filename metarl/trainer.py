@@ -22,58 +22,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from metarl.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from metarl.errors import CheckpointError
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.logger import RunLogger
-from metarl.learner import make_learner
-from metarl.maml import TRPOSettings
-from metarl.policies import Policy, make_policy
+from metarl.learners import make_learner
+from metarl.policies import Policy
+from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
 from metarl.sampler import Sampler
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
+from metarl.errors import RunExistsError
 
 Callback = Callable[[int, dict[str, Any]], None]
 
 
-class RunExistsError(FileExistsError):
-    """A new run would overwrite the logs and checkpoints of an existing one."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU raises."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but torch sees no CUDA GPU; use device=cpu or device=auto.")
-    return torch.device(name)
-
-
-def configure_threads(requested: int) -> int:
-    """Set torch's intra-op threads deliberately (oversubscription on small machines costs ~3x)."""
-    n = requested or max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
-    torch.set_num_threads(n)
-    return n
-
-
-def seed_streams(seed: int) -> dict[str, int]:
-    """Independent seeds for each random stream of a run, derived from ``seed``."""
-    names = ("init", "tasks", "sampler", "eval")
-    return {name: int(s.generate_state(1)[0]) for name, s in zip(names, np.random.SeedSequence(seed).spawn(len(names)))}
-
-
-def build_policy(config: TrainConfig, env: Any) -> Policy:
-    """The policy the config describes, for the family's spaces."""
-    return make_policy(env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std)
-
-
-def trpo_settings(config: TrainConfig) -> TRPOSettings:
-    """MAML-TRPO's settings: the config fields of the same names."""
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(TRPOSettings) if hasattr(config, f.name)}
-    values["estimator"] = config.resolved_estimator()
-    return TRPOSettings(**values)
-
 
 class Trainer:
-    """Runs meta-training (any learner of ``metarl.learner``) into a run directory.
+    """Runs meta-training (any learner of ``metarl.learners``) into a run directory.
 
     Args:
         config: The validated config.
@@ -178,17 +144,20 @@ class Trainer:
         t0 = time.perf_counter()
         sample_time = 0.0
         params = self.learner.initial_params()
-        trains = []
+        adaptation = None
         for _ in range(cfg.num_steps):
             ts = time.perf_counter()
-            trains.append(self.sampler.sample(params, tasks, cfg.episodes_per_task))
+            episodes = self.sampler.sample(params, tasks, cfg.episodes_per_task)
             sample_time += time.perf_counter() - ts
-            params = self.learner.adapt(params, trains[-1])
+            adaptation = self.learner.adapt(episodes, adaptation)
+            params = adaptation.params
+        assert adaptation is not None  # num_steps >= 1 (validated)
+        trains = adaptation.episodes
         ts = time.perf_counter()
         valid = self.sampler.sample(params, tasks, cfg.episodes_per_task)
         sample_time += time.perf_counter() - ts
         tu = time.perf_counter()
-        stats = self.learner.step(trains, valid)
+        stats = self.learner.step(adaptation, valid)
         update_time = time.perf_counter() - tu
         adapt_time = (tu - t0) - sample_time
         env_steps = sum(e.num_steps for e in trains) + valid.num_steps

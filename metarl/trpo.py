@@ -1,6 +1,6 @@
 """Trust-region machinery (Schulman et al. 2015): conjugate gradient and a backtracking line search.
 
-These are pure functions of callables and flat vectors; ``metarl/maml.py`` supplies the
+These are pure functions of callables and flat vectors; ``metarl/learners/maml_trpo.py`` supplies the
 meta-objective, its gradient and the Hessian-vector product of the KL.
 """
 

@@ -19,8 +19,8 @@ import tempfile
 import torch
 
 from metarl.config import load_config
-from metarl.maml import MAMLTRPO
-from metarl.trainer import Trainer, trpo_settings
+from metarl.learners.maml_trpo import MAMLTRPO, TRPOSettings
+from metarl.trainer import Trainer
 
 
 def main() -> int:
@@ -39,17 +39,18 @@ def main() -> int:
         cpu.policy.double()
         tasks = cpu.family.unwrapped.sample_tasks(cfg.meta_batch_size)
         gpu_policy = copy.deepcopy(cpu.policy).to(device)
-        gpu = MAMLTRPO(gpu_policy, trpo_settings(cfg), cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, device)
+        gpu = MAMLTRPO(gpu_policy, TRPOSettings.from_config(cfg), cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, device)
         params = cpu.learner.initial_params()
         train = cpu.sampler.sample({k: v.float() for k, v in params.items()}, tasks, cfg.episodes_per_task)
-        adapted_cpu = cpu.learner.adapt(params, train)
-        adapted_gpu = gpu.adapt(gpu.initial_params(), train)
+        adaptation_cpu = cpu.learner.adapt(train)
+        adaptation_gpu = gpu.adapt(train)
+        adapted_cpu, adapted_gpu = adaptation_cpu.params, adaptation_gpu.params
         diff = max((adapted_cpu[k] - adapted_gpu[k]).abs().max().item() for k in adapted_cpu)
         print(f"inner step CPU vs {device} (float64): max abs diff {diff:.2e}")
         assert diff < 1e-8, diff
         valid = cpu.sampler.sample({k: v.float() for k, v in adapted_cpu.items()}, tasks, cfg.episodes_per_task)
-        s_cpu = cpu.learner.step([train], valid)
-        s_gpu = gpu.step([train], valid)
+        s_cpu = cpu.learner.step(adaptation_cpu, valid)
+        s_gpu = gpu.step(adaptation_gpu, valid)
         pdiff = max((p.detach() - q.detach().cpu()).abs().max().item() for p, q in zip(cpu.policy.parameters(), gpu_policy.parameters()))
         print(f"meta-update CPU vs {device} (float64): accepted {s_cpu.accepted}/{s_gpu.accepted}, max abs parameter diff {pdiff:.2e}")
         assert s_cpu.accepted == s_gpu.accepted and pdiff < 1e-6, pdiff

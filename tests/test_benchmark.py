@@ -12,7 +12,8 @@ import torch
 
 from metarl.benchmark import BUDGETS, METHODS, Budget, claim, format_table, get_budget, run_benchmark, summarize
 from metarl.ppo_baselines import NewTaskEachEpisode, TaskObservationEnv, policy_mean, sb3_to_metarl, task_vector, train_ppo
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 pytest.importorskip("stable_baselines3")
 
@@ -207,7 +208,7 @@ def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
     seen = []
 
     def fake_returns(policy, learner, sampler, tasks, episodes, max_steps):
-        lr = learner.settings.fast_lr
+        lr = learner.fast_lr
         seen.append((lr, len(tasks), episodes, max_steps))
         return np.array([[0.0] * len(tasks), [-(lr - 0.3) ** 2] * len(tasks)])  # best at 0.3
 

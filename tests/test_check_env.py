@@ -28,13 +28,9 @@ from metarl.check_env import (
 )
 from metarl.cli import main
 from metarl.logger import read_csv
-from metarl.tasks import (
-    TaskAPIError,
-    UnknownFamilyError,
-    make_family,
-    resolve_family_id,
-    seed_family,
-)
+from metarl.errors import TaskAPIError, UnknownFamilyError
+from metarl.families import make_family, resolve_family_id
+from metarl.task_api import seed_family
 
 torch.set_num_threads(1)
 

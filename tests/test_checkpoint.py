@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import metarl.checkpoint as checkpoint
-from metarl.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from metarl.errors import CheckpointError
 
 
 def make_state(iteration: int = 3) -> dict[str, Any]:

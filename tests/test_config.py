@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config, packaged_configs
+from metarl.config import TrainConfig, config_from_dict, load_config, packaged_configs
+from metarl.errors import ConfigError
 
 
 def test_packaged_config_is_listed() -> None:
@@ -186,7 +187,7 @@ def test_validate_returns_self_and_catches_direct_mutation() -> None:
 
 @pytest.mark.parametrize("name", packaged_configs())
 def test_every_packaged_config_loads_and_names_a_registered_family(name: str) -> None:
-    from metarl.tasks import resolve_family_id
+    from metarl.families import resolve_family_id
 
     cfg = load_config(name)
     assert resolve_family_id(cfg.family).startswith("metarl/")

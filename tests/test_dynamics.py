@@ -32,7 +32,9 @@ from metarl.envs.dynamics import (  # noqa: E402
 from metarl.envs.locomotion import quiet_model_compiler  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
-from metarl.tasks import TaskNotSetError, make_family, seed_family  # noqa: E402
+from metarl.families import make_family  # noqa: E402
+from metarl.task_api import seed_family
+from metarl.errors import TaskNotSetError
 
 # name: (family, Gymnasium v5 env, obs dim, action dim)
 FAMILIES = {

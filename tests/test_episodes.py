@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarl.episodes import Episodes, NonFiniteBatchError, discounted_returns, gae, masked_normalize
+from metarl.episodes import Episodes, discounted_returns, gae, masked_normalize
+from metarl.errors import NonFiniteBatchError
 
 F64 = torch.float64
 

@@ -25,11 +25,15 @@ import torch
 
 from metarl.estimators import ESTIMATORS, inner_objective
 from metarl.exact import maml_objective_and_grad, sample_meta_gradients
-from metarl.maml import TRPOSettings, inner_loss, process_episodes
-from metarl.config import ConfigError, TrainConfig
+from metarl.learners.maml_trpo import TRPOSettings
+from metarl.adaptation import inner_loss, process_episodes
+from metarl.config import TrainConfig
+from metarl.learners import learner_settings
+from metarl.errors import ConfigError
 from metarl.episodes import Episodes
 from metarl.policies import CategoricalMLPPolicy
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,14 +152,14 @@ def test_inner_objective_rejects_bad_input() -> None:
 
 
 def test_estimator_is_validated_in_settings_and_config() -> None:
-    assert TRPOSettings().estimator == "plain" and TrainConfig().resolved_estimator() == "plain"
-    assert TrainConfig(learner="promp").resolved_estimator() == "lvc"  # ProMP's own
-    assert TrainConfig(learner="promp", estimator="dice").resolved_estimator() == "dice"
+    assert TRPOSettings().estimator == "plain" and learner_settings(TrainConfig()).estimator == "plain"
+    assert learner_settings(TrainConfig(learner="promp")).estimator == "lvc"  # ProMP's own
+    assert learner_settings(TrainConfig(learner="promp", estimator="dice")).estimator == "dice"
     with pytest.raises(ValueError, match="estimator must be one of plain, dice, lvc"):
         TRPOSettings(estimator="DiCE")
     with pytest.raises(ConfigError, match="Did you mean 'dice'"):
-        TrainConfig(estimator="dic").validate()
-    assert TrainConfig(estimator="lvc").validate().estimator == "lvc"
+        learner_settings(TrainConfig(estimator="dic").validate())
+    assert learner_settings(TrainConfig(estimator="lvc").validate()).estimator == "lvc"
 
 
 # ---------------------------------------------------------------------------------------

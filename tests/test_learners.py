@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.config import ConfigError, TrainConfig, load_config
+from metarl.config import TrainConfig, load_config
+from metarl.errors import ConfigError
 from metarl.estimators import inner_objective, magic_box
 from metarl.evaluate import adaptation_returns
-from metarl.learner import LEARNERS, MetaLearner, check_learner, make_learner
-from metarl.maml import MAMLTRPO, TRPOSettings, inner_step, meta_gradient
+from metarl.learners.base import MetaLearner
+from metarl.learners import LEARNERS, check_learner, learner_settings, make_learner
+from metarl.learners.maml_trpo import MAMLTRPO, TRPOSettings, meta_gradient
+from metarl.adaptation import Adaptation, inner_step
+from metarl.episodes import Episodes
 from metarl.policies import GaussianMLPPolicy, stack_params
-from metarl.promp import PPOSettings, ProMP, clipped_surrogate
-from metarl.reptile import Reptile, ReptileSettings
+from metarl.learners.promp import PPOSettings, ProMP, clipped_surrogate
+from metarl.learners.reptile import Reptile, ReptileSettings
 from metarl.sampler import Sampler
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 from metarl.trainer import Trainer
 from metarl.trpo import flatten
 
@@ -91,19 +96,20 @@ def test_lvc_away_from_the_sampling_point_is_importance_weighted() -> None:
 # The learners' updates on sampled 2D-navigation episodes (float64).
 
 
-def navigation_episodes(learner: MetaLearner, num_steps: int = 1, seed: int = 0):
+def navigation_episodes(learner: MetaLearner, num_steps: int = 1, seed: int = 0) -> tuple[Adaptation, Episodes]:
     """Sample ``num_steps`` inner phases (adapting as the trainer does) and a valid phase."""
     family = make_family("Navigation2D")
     seed_family(family, seed)
     tasks = family.unwrapped.sample_tasks(3)
     sampler = Sampler("Navigation2D", learner.policy, horizon=20, seed=seed)
     params = learner.initial_params()
-    trains = []
+    adaptation = None
     for _ in range(num_steps):
-        trains.append(sampler.sample({n: p.float() for n, p in params.items()}, tasks, 4))
-        params = learner.adapt(params, trains[-1])
+        adaptation = learner.adapt(sampler.sample({n: p.float() for n, p in params.items()}, tasks, 4), adaptation)
+        params = adaptation.params
+    assert adaptation is not None
     valid = sampler.sample({n: p.float() for n, p in params.items()}, tasks, 4)
-    return trains, valid
+    return adaptation, valid
 
 
 def double_policy(seed: int = 0) -> GaussianMLPPolicy:
@@ -118,9 +124,9 @@ def test_first_adam_gradient_is_the_maml_meta_gradient(name: str, estimator: str
     policy = double_policy()
     settings = PPOSettings(fast_lr=0.1, estimator=estimator, inner_kl_coef=5e-4 if name == "promp" else 0.0, clip_eps=0.01)
     learner = ProMP(policy, settings, name=name)
-    trains, valid = navigation_episodes(learner, num_steps)
-    batches = [learner.process(e) for e in trains]
-    _, expected, _, _ = meta_gradient(policy, batches, learner.process(valid), TRPOSettings(fast_lr=0.1, estimator=estimator))
+    adaptation, valid = navigation_episodes(learner, num_steps)
+    batches = [learner.process(e) for e in adaptation.episodes]
+    _, expected, _, _ = meta_gradient(policy, batches, learner.process(valid), TRPOSettings(fast_lr=0.1, estimator=estimator, curvature_subsample=1))
     old = learner._sampling(batches, learner.process(valid))
     with torch.enable_grad():
         loss, surrogate, inner_kl, _ = learner.loss(old, learner.process(valid))
@@ -133,9 +139,9 @@ def test_first_adam_gradient_is_the_maml_meta_gradient(name: str, estimator: str
 def test_promp_step_moves_theta_and_reports_what_it_did() -> None:
     policy = double_policy()
     learner = ProMP(policy, PPOSettings(fast_lr=0.1, outer_lr=1e-2))
-    trains, valid = navigation_episodes(learner)
+    adaptation, valid = navigation_episodes(learner)
     before = {n: p.detach().clone() for n, p in policy.get_params().items()}
-    stats = learner.step(trains, valid)
+    stats = learner.step(adaptation, valid)
     assert any(not torch.equal(before[n], p) for n, p in policy.get_params().items())
     assert stats.accepted and np.isfinite([stats.loss_before, stats.loss_after, stats.kl_after, stats.grad_norm]).all()
     assert stats.loss_after < stats.loss_before  # five Adam steps on the same batch lower the objective
@@ -149,14 +155,14 @@ def test_reptile_update_by_hand() -> None:
     policy = double_policy()
     settings = ReptileSettings(fast_lr=0.1, outer_lr=0.3)
     learner = Reptile(policy, settings)
-    trains, valid = navigation_episodes(learner)
+    adaptation, valid = navigation_episodes(learner)
     theta = {n: p.detach().clone() for n, p in policy.get_params().items()}
     phi = {n: p.clone() for n, p in stack_params(theta, 3).items()}
-    for batch in [learner.process(trains[0]), learner.process(valid)]:
+    for batch in [learner.process(adaptation.episodes[0]), learner.process(valid)]:
         leaf = {n: p.detach().requires_grad_(True) for n, p in phi.items()}
         with torch.enable_grad():
             phi = {n: p.detach() for n, p in inner_step(policy, leaf, batch, 0.1, create_graph=False).items()}
-    stats = learner.step(trains, valid)
+    stats = learner.step(adaptation, valid)
     for n, p in policy.get_params().items():
         torch.testing.assert_close(p.detach(), theta[n] + 0.3 * (phi[n].mean(0) - theta[n]), rtol=1e-12, atol=1e-14)
     assert stats.loss_after < stats.loss_before  # the last inner step lowers its own loss
@@ -202,7 +208,7 @@ def test_every_learner_is_built_from_its_config_with_its_defaults() -> None:
 )
 def test_bad_learner_config_values_fail_with_clear_messages(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config("2d-navigation", overrides)
+        learner_settings(load_config("2d-navigation", overrides))
 
 
 def test_check_learner_suggests_a_name() -> None:

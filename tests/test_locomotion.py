@@ -38,7 +38,9 @@ from metarl.envs.locomotion import (  # noqa: E402
 )
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
-from metarl.tasks import TaskNotSetError, make_family, seed_family  # noqa: E402
+from metarl.families import make_family  # noqa: E402
+from metarl.task_api import seed_family
+from metarl.errors import TaskNotSetError
 
 FAMILIES = {
     "HalfCheetahVel": (HalfCheetahVelEnv, VelocityTask(1.3), 17, 6),

@@ -15,7 +15,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from metarl.episodes import Episodes
-from metarl.maml import TaskBatch, adapt, inner_loss, inner_step, kl_hvp_exact, kl_hvp_fast, process_episodes, surrogate_and_kl
+from metarl.learners.maml_trpo import kl_hvp_exact, kl_hvp_fast, surrogate_and_kl
+from metarl.adaptation import TaskBatch, adapt, inner_loss, inner_step, process_episodes
 from metarl.policies import GaussianMLPPolicy, detach_params, stack_params
 
 K, N, T, OBS_DIM, ACT_DIM = 3, 4, 5, 2, 2

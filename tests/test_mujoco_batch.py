@@ -22,8 +22,10 @@ import torch  # noqa: E402
 import metarl  # noqa: E402,F401  (registers the families)
 from metarl.envs.mujoco_batch import BatchedMujocoEnv, available_cpus  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
-from metarl.sampler import Sampler, SamplerError  # noqa: E402
-from metarl.tasks import make_batched, make_family, seed_family  # noqa: E402
+from metarl.sampler import Sampler  # noqa: E402
+from metarl.errors import SamplerError
+from metarl.families import make_family  # noqa: E402
+from metarl.task_api import make_batched, seed_family
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_FAMILIES = ["HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntDir2D", "AntGoal"]

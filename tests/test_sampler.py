@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.episodes import Episodes, NonFiniteBatchError
+from metarl.episodes import Episodes
+from metarl.errors import NonFiniteBatchError
 from metarl.policies import make_policy
-from metarl.sampler import Sampler, SamplerError
-from metarl.tasks import seed_family
+from metarl.sampler import Sampler
+from metarl.errors import SamplerError
+from metarl.task_api import seed_family
 
 TOL = 0.15
 POINT_ID = "metarl_test/PointGoal1D-v0"
@@ -287,7 +289,7 @@ def test_nan_params_raise_non_finite_batch_error_on_actions() -> None:
 
 
 def test_sampler_rejects_non_family() -> None:
-    from metarl.tasks import TaskAPIError
+    from metarl.errors import TaskAPIError
 
     with pytest.raises(TaskAPIError, match="lacks sample_tasks, set_task, get_task"):
         Sampler("CartPole-v1", policy_for(PointGoal1D()), horizon=5)

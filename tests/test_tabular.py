@@ -16,7 +16,9 @@ from metarl.envs.tabular import BanditEnv, BanditTask, TabularMDPEnv, TabularTas
 from metarl.exact import expected_return, maml_objective, maml_objective_and_grad, policy_table
 from metarl.policies import CategoricalMLPPolicy
 from metarl.sampler import Sampler
-from metarl.tasks import TaskNotSetError, make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
+from metarl.errors import TaskNotSetError
 
 torch.set_num_threads(1)
 

@@ -65,7 +65,7 @@ def test_meta_training_learns_to_adapt_on_2d_navigation(tmp_path):
     )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.sampler.generator.manual_seed(123)
-    from metarl.tasks import seed_family
+    from metarl.task_api import seed_family
 
     seed_family(trainer.family, 10_000)  # held-out tasks for the untrained baseline
     eval_tasks = trainer.family.unwrapped.sample_tasks(20)
@@ -92,7 +92,7 @@ def test_training_into_an_existing_run_refuses_and_keeps_its_files(tmp_path):
     last = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
     import pytest
 
-    from metarl.trainer import RunExistsError
+    from metarl.errors import RunExistsError
 
     with pytest.raises(RunExistsError, match="--resume"):
         Trainer(cfg, tmp_path / "run", progress=False).train()

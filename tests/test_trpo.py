@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-import metarl.maml
+import metarl.learners.maml_trpo
 import metarl.trpo
-from metarl.maml import TRPOSettings, adapt, maml_trpo_step, process_episodes
+from metarl.learners.maml_trpo import TRPOSettings, maml_trpo_step
+from metarl.adaptation import adapt, process_episodes
 from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import Sampler
-from metarl.tasks import make_family, seed_family
+from metarl.families import make_family
+from metarl.task_api import seed_family
 from metarl.trpo import conjugate_gradient, line_search
 
 DT = torch.float64
@@ -247,7 +249,7 @@ def test_maml_trpo_step_improves_surrogate_within_trust_region(num_steps: int, f
 
 @pytest.mark.parametrize("first_order", [False, True])
 def test_maml_trpo_step_reports_the_meta_gradient_norm(first_order: bool) -> None:
-    cfg = TRPOSettings(fast_lr=0.1, first_order=first_order)
+    cfg = TRPOSettings(fast_lr=0.1, first_order=first_order, curvature_subsample=1)
     policy, trains, valid = navigation_problem(1, cfg.fast_lr)
     theta_old = snapshot(policy)
     leaves = {n: p.clone().requires_grad_(True) for n, p in theta_old.items()}
@@ -270,7 +272,7 @@ def test_maml_trpo_step_reports_the_meta_gradient_norm(first_order: bool) -> Non
 
 @pytest.mark.parametrize("num_steps,first_order", [(1, False), (1, True), (2, False)])
 def test_maml_trpo_step_with_precomputed_adaptation_is_the_same_update(num_steps: int, first_order: bool) -> None:
-    cfg = TRPOSettings(fast_lr=0.1, first_order=first_order)
+    cfg = TRPOSettings(fast_lr=0.1, first_order=first_order, curvature_subsample=1)
     policy, trains, valid = navigation_problem(num_steps, cfg.fast_lr)
     theta_old = snapshot(policy)
     stats = maml_trpo_step(policy, trains, valid, cfg)
@@ -294,7 +296,7 @@ def test_maml_trpo_step_fast_hvp_takes_the_exact_hvp_step(num_steps: int, first_
     results = {}
     for exact in (False, True):
         policy.load_params(theta_old)
-        stats = maml_trpo_step(policy, trains, valid, TRPOSettings(fast_lr=0.1, first_order=first_order, exact_hvp=exact))
+        stats = maml_trpo_step(policy, trains, valid, TRPOSettings(fast_lr=0.1, first_order=first_order, exact_hvp=exact, curvature_subsample=1))
         assert stats.accepted
         results[exact] = (stats, snapshot(policy))
     (fast_stats, fast_theta), (exact_stats, exact_theta) = results[False], results[True]
@@ -326,10 +328,10 @@ def test_rejected_step_leaves_parameters_unchanged(monkeypatch: pytest.MonkeyPat
             return real_line_search(recording, -math.inf, max_kl, max_steps, backtrack_ratio)
         return real_line_search(recording, loss_before, -1.0, max_steps, backtrack_ratio)
 
-    monkeypatch.setattr(metarl.maml, "line_search", forced)
+    monkeypatch.setattr(metarl.learners.maml_trpo, "line_search", forced)
     monkeypatch.setattr(metarl.trpo, "line_search", forced)
 
-    cfg = TRPOSettings(fast_lr=0.1, ls_max_steps=4)
+    cfg = TRPOSettings(fast_lr=0.1, ls_max_steps=4, curvature_subsample=1)
     policy, trains, valid = navigation_problem(1, cfg.fast_lr)
     theta_old = snapshot(policy)
     stats = maml_trpo_step(policy, trains, valid, cfg)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from metarl.tasks import TaskNotSetError
+from metarl.errors import TaskNotSetError
 
 
 class GoodFamily(gym.Env):

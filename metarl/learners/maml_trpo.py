@@ -2,7 +2,7 @@
 
 For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (valid) episodes ``D'_k``:
 
-* inner step (policy gradient, REINFORCE with baseline advantages ``A``)::
+* inner step (policy gradient, REINFORCE with baseline advantages ``A``; ``metarl.adaptation``)::
 
       theta'_k = theta - alpha * grad_theta L_k(theta),
       L_k(theta) = - sum_{(s,a) in D_k} w * log pi_theta(a|s) * A(s,a)
@@ -44,193 +44,24 @@ from typing import Callable, Sequence
 
 import torch
 
-from metarl.baselines import linear_baseline_values
-from metarl.estimators import ESTIMATORS, inner_objective
-from metarl.episodes import Episodes, discounted_returns, episode_weights, gae, masked_normalize
-from metarl.learner import MetaLearner, MetaUpdateStats
-from metarl.policies import Params, Policy, detach_params, stack_params
+from metarl.adaptation import Adaptation, TaskBatch, adapt, inner_loss, inner_step
+from metarl.config import TrainConfig
+from metarl.episodes import Episodes
+from metarl.errors import ConfigError, TrainingDivergedError
+from metarl.estimators import check_estimator
+from metarl.learners.base import MetaLearner, MetaUpdateStats
+from metarl.policies import Dist, Params, Policy, detach_params, stack_params
 from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
 
-
-@dataclass
-class TaskBatch:
-    """One phase's episodes, flattened per task for the learner (all on one device).
-
-    Attributes:
-        obs: ``[K, M, obs_dim]`` with ``M = N * T``.
-        actions: ``[K, M, act_dim]`` or ``[K, M]``.
-        advantages: ``[K, M]``.
-        weights: ``[K, M]``, summing to 1 per task, equal per episode (``episode_weights``).
-        episodes_per_task: N (to subsample whole episodes).
-        mask: ``[K, M]``, 1 where a step happened (``Episodes.mask`` flattened); episode
-            ``n`` of task ``k`` is ``[k, n * T : (n + 1) * T]`` in time order, which the
-            ``dice`` estimator needs. ``None``: taken as ``weights > 0``.
-        old_logp: ``[K, M]`` log-probabilities of the actions under the policy that sampled
-            them, when the inner loss is evaluated away from it (``metarl.promp``); ``None``
-            at the sampling parameters.
-    """
-
-    obs: torch.Tensor
-    actions: torch.Tensor
-    advantages: torch.Tensor
-    weights: torch.Tensor
-    episodes_per_task: int
-    mask: torch.Tensor | None = None
-    old_logp: torch.Tensor | None = None
-
-    def step_mask(self) -> torch.Tensor:
-        """``mask [K, M]`` (from ``weights > 0`` when the batch has none)."""
-        return self.mask if self.mask is not None else (self.weights > 0).to(self.weights.dtype)
-
-    def subsample(self, every: int) -> TaskBatch:
-        """Every ``every``-th episode of each task, weights renormalized to sum to 1 per task."""
-        if every <= 1:
-            return self
-        k, n = self.obs.shape[0], self.episodes_per_task
-
-        def pick(x: torch.Tensor) -> torch.Tensor:
-            x = x.reshape(k, n, -1, *x.shape[2:])[:, ::every]
-            return x.reshape(k, -1, *x.shape[3:])
-
-        w = pick(self.weights)
-        w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
-        mask = None if self.mask is None else pick(self.mask)
-        old_logp = None if self.old_logp is None else pick(self.old_logp)
-        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask, old_logp)
+_DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 
 
-def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True) -> TaskBatch:
-    """Fit the per-task linear baseline and compute GAE advantages.
-
-    Args:
-        episodes: ``[K, N, T, ...]`` episodes, already on the learner's device.
-        gamma: Discount factor.
-        gae_lambda: GAE lambda.
-        normalize_advantages: Standardize advantages per task (as pytorch-maml-rl).
-    """
-    returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
-    values = linear_baseline_values(episodes, returns)
-    adv = gae(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
-    weights = episode_weights(episodes.mask)
-    if normalize_advantages:
-        adv = masked_normalize(adv, episodes.mask, dims=(1, 2), weights=weights)
-    k, n, t = episodes.mask.shape
-    return TaskBatch(
-        obs=episodes.observations.reshape(k, n * t, -1),
-        actions=episodes.actions.reshape(k, n * t, *episodes.actions.shape[3:]),
-        advantages=adv.reshape(k, n * t),
-        weights=weights.reshape(k, n * t),
-        episodes_per_task=n,
-        mask=episodes.mask.reshape(k, n * t),
-    )
-
-
-def inner_loss(policy: Policy, params: Params, batch: TaskBatch, estimator: str = "plain") -> torch.Tensor:
-    """Inner loss of every task -> ``[K]``; ``plain``: ``L_k = -sum_m w_km log pi(a_km|s_km) A_km``.
-
-    Every estimator has this loss's gradient; they differ in its Hessian (see
-    ``metarl.estimators.inner_objective``). ``params`` are stacked per task (``[K, ...]``) or shared.
-    """
-    logp = policy.log_prob(policy.distribution(params, batch.obs), batch.actions)
-    if estimator == "plain":  # kept inline: bit-for-bit the original
-        return -(batch.weights * logp * batch.advantages).sum(-1)
-    return -inner_objective(estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task, batch.old_logp)
-
-
-def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool, estimator: str = "plain") -> Params:
-    """One policy-gradient step per task: ``theta'_k = theta_k - fast_lr * grad L_k(theta_k)``.
-
-    Args:
-        policy: The policy.
-        params: Stacked ``[K, ...]`` parameters (part of a graph, or leaves requiring grad).
-        batch: That step's episodes.
-        fast_lr: Inner step size alpha.
-        create_graph: Keep the graph of the gradient (second-order MAML).
-        estimator: ``plain``, ``dice`` or ``lvc`` (the Hessian of the inner loss).
-
-    Returns:
-        Stacked adapted parameters.
-    """
-    loss = inner_loss(policy, params, batch, estimator).sum()  # tasks are independent: one backward for all
-    return gradient_step(loss, params, fast_lr, create_graph)
-
-
-def gradient_step(loss: torch.Tensor, params: Params, lr: float, create_graph: bool) -> Params:
-    """The model-agnostic inner update ``theta' = theta - lr * grad_theta loss`` on a parameter dict.
-
-    Nothing here knows about RL: ``inner_step`` calls it with the policy-gradient loss, and
-    ``metarl.sinusoid`` with a regression loss. With parameters stacked per task (``[K, ...]``)
-    and ``loss`` the sum of the K tasks' independent losses, one backward pass adapts all K.
-
-    Args:
-        loss: A scalar computed from ``params``.
-        params: Name -> tensor (part of a graph, or leaves requiring grad).
-        lr: Step size.
-        create_graph: Keep the gradient's graph (second-order MAML differentiates through it).
-
-    Returns:
-        The updated parameters, with a graph back to ``params`` when ``create_graph``.
-
-    Raises:
-        ValueError: ``loss`` is not a scalar.
-    """
-    if loss.dim() != 0:
-        raise ValueError(f"gradient_step needs a scalar loss (sum the per-task losses), got shape {tuple(loss.shape)}.")
-    names = list(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-    return {n: params[n] - lr * g for n, g in zip(names, grads)}
-
-
-def adapt(
-    policy: Policy,
-    params: Params,
-    batches: Sequence[TaskBatch],
-    fast_lr: float,
-    first_order: bool = False,
-    create_graph: bool = True,
-    stacked: Params | None = None,
-    estimator: str = "plain",
-) -> Params:
-    """Adapt shared ``params`` to every task: one inner step per batch in ``batches``.
-
-    Args:
-        policy: The policy.
-        params: Shared parameters (leaves of the meta-graph, or detached with grad enabled).
-        batches: ``num_steps`` TaskBatches, step i's episodes sampled with step i-1's parameters.
-        fast_lr: Inner step size.
-        first_order: Drop second-order terms (first-order MAML).
-        create_graph: Keep a graph from ``params`` to the adapted parameters.
-        stacked: Continue from these stacked parameters (already adapted from ``params``)
-            instead of starting from ``params``.
-        estimator: The inner loss's estimator (``plain``, ``dice`` or ``lvc``).
-
-    Returns:
-        Stacked adapted parameters ``[K, ...]``.
-    """
-    if not batches:
-        raise ValueError("adapt needs at least one batch of inner-loop episodes.")
-    k = batches[0].obs.shape[0]
-    with torch.enable_grad():
-        shared = stack_params(params, k)
-        current = shared if stacked is None else stacked
-        if not create_graph or first_order:
-            current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
-        for batch in batches:
-            current = inner_step(policy, current, batch, fast_lr, create_graph=create_graph and not first_order, estimator=estimator)
-            if not create_graph or first_order:
-                current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
-        if first_order and create_graph:
-            # theta' = theta + (theta' - theta)|detached: gradient flows to theta with J = I.
-            current = {n: shared[n] + (p - shared[n]).detach() for n, p in current.items()}
-    return current if create_graph else detach_params(current)
-
-
-def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the valid episodes."""
-    return surrogate_and_kl_of(policy, policy.distribution(adapted, valid.obs), valid, old_dist)
+    return surrogate_and_kl_from_dist(policy, policy.distribution(adapted, valid.obs), valid, old_dist)
 
 
-def surrogate_and_kl_of(policy: Policy, dist: tuple[torch.Tensor, ...], valid: TaskBatch, old_dist: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_and_kl_from_dist(policy: Policy, dist: Dist, valid: TaskBatch, old_dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
     """``surrogate_and_kl`` given the adapted policy's distribution on ``valid.obs``."""
     ratio = torch.exp(policy.log_prob(dist, valid.actions) - policy.log_prob(old_dist, valid.actions))
     loss = -(valid.weights * ratio * valid.advantages).sum(-1).mean()
@@ -334,31 +165,47 @@ def kl_hvp_exact(
     return hvp
 
 
-@dataclass
+@dataclass(frozen=True)
 class TRPOSettings:
-    """Hyperparameters of the MAML-TRPO meta-update (see ``metarl.config.TrainConfig``)."""
+    """Hyperparameters of the MAML-TRPO meta-update (documented in ``metarl.config.TrainConfig``)."""
 
-    fast_lr: float = 0.1
-    first_order: bool = False
-    max_kl: float = 1e-2
-    cg_iters: int = 10
-    cg_damping: float = 1e-5
-    ls_max_steps: int = 15
-    ls_backtrack_ratio: float = 0.8
-    curvature_subsample: int = 1
+    fast_lr: float = _DEFAULTS.fast_lr
+    first_order: bool = _DEFAULTS.first_order
+    max_kl: float = _DEFAULTS.max_kl
+    cg_iters: int = _DEFAULTS.cg_iters
+    cg_damping: float = _DEFAULTS.cg_damping
+    ls_max_steps: int = _DEFAULTS.ls_max_steps
+    ls_backtrack_ratio: float = _DEFAULTS.ls_backtrack_ratio
+    curvature_subsample: int = _DEFAULTS.curvature_subsample
     exact_hvp: bool = False
+    """Build the KL's Hessian-vector product by double backward through the adaptation
+    (``kl_hvp_exact``, the reference) instead of ``kl_hvp_fast``."""
     estimator: str = "plain"
-    """Inner-loss estimator: ``plain``, ``dice`` or ``lvc`` (``metarl.estimators``)."""
+    """Inner-loss estimator: ``plain``, ``dice`` or ``lvc`` (``metarl.estimators``); MAML-TRPO's own is ``plain``."""
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}.")
+        check_estimator(self.estimator)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> TRPOSettings:
+        """The config fields of the same names; ``estimator: null`` is MAML-TRPO's own.
+
+        Raises:
+            ConfigError: A field that MAML-TRPO does not use is set (``outer_lr``), or an unknown estimator.
+        """
+        if config.outer_lr is not None:
+            raise ConfigError("outer_lr has no effect with learner=maml-trpo (its step size is set by max_kl): leave it null.")
+        fields = ("fast_lr", "first_order", "max_kl", "cg_iters", "cg_damping", "ls_max_steps", "ls_backtrack_ratio", "curvature_subsample")
+        try:
+            return cls(**{f: getattr(config, f) for f in fields}, estimator=config.estimator or cls.estimator)
+        except ValueError as e:
+            raise ConfigError(f"{e} (or null for the learner's own)") from e
 
 
 @torch.enable_grad()
 def meta_gradient(
     policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None
-) -> tuple[torch.Tensor, torch.Tensor, Params, tuple[torch.Tensor, ...]]:
+) -> tuple[torch.Tensor, torch.Tensor, Params, Dist]:
     """The post-adaptation surrogate loss at theta and its gradient (what TRPO's step solves with).
 
     Args:
@@ -374,17 +221,17 @@ def meta_gradient(
         ``grad_theta mean_k J_k(theta'_k)`` (see ``metarl.exact``).
 
     Raises:
-        FloatingPointError: The gradient is not finite.
+        TrainingDivergedError: The gradient is not finite.
     """
     params = policy.get_params()
     if adapted is None:
         adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator)
     dist = policy.distribution(adapted, valid.obs)
     old_dist = tuple(d.detach() for d in dist)
-    loss, _ = surrogate_and_kl_of(policy, dist, valid, old_dist)
+    loss, _ = surrogate_and_kl_from_dist(policy, dist, valid, old_dist)
     grad = flatten(torch.autograd.grad(loss, list(params.values())))
     if not torch.isfinite(grad).all():
-        raise FloatingPointError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+        raise TrainingDivergedError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
     return loss, grad, adapted, old_dist
 
 
@@ -434,10 +281,21 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
     if result.accepted:
         policy.load_params(dict(zip(names, unflatten(old_flat - result.step_fraction * full_step, like))))
     t3 = time.perf_counter()
-    return MetaUpdateStats(float(loss.detach()), result.loss, result.kl, result.accepted, result.step_fraction, result.backtracks, float(grad.norm()), t1 - t0, t2 - t1, t3 - t2)
+    return MetaUpdateStats(
+        loss_before=float(loss.detach()),
+        loss_after=result.loss,
+        kl_after=result.kl,
+        accepted=result.accepted,
+        step_fraction=result.step_fraction,
+        backtracks=result.backtracks,
+        grad_norm=float(grad.norm()),
+        grad_seconds=t1 - t0,
+        cg_seconds=t2 - t1,
+        line_search_seconds=t3 - t2,
+    )
 
 
-class MAMLTRPO(MetaLearner):
+class MAMLTRPO(MetaLearner[TRPOSettings]):
     """The MAML-TRPO learner: inner adaptation for sampling, and the TRPO meta-update.
 
     Rollouts stay on the CPU; episodes move to ``device`` for the learner's math. The
@@ -451,17 +309,16 @@ class MAMLTRPO(MetaLearner):
         normalize_advantages: Standardize advantages per task.
         device: Where the meta-update runs.
 
-    One meta-iteration with it is the example of ``metarl.learner``.
+    One meta-iteration with it is the example of ``metarl.learners.base``.
     """
 
     name = "maml-trpo"
     keeps_adaptation_graph = True
-    settings: TRPOSettings
 
     def __init__(self, policy: Policy, settings: TRPOSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
-    def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
-        """The MAML-TRPO meta-update from the inner and post-adaptation episodes."""
-        trains, adapted = self.take_chain(train_episodes)
-        return maml_trpo_step(self.policy, trains, self.process(valid_episodes), self.settings, adapted)
+    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
+        """The MAML-TRPO meta-update from the adaptation and the post-adaptation episodes."""
+        self._check(adaptation)
+        return maml_trpo_step(self.policy, adaptation.batches, self.process(valid_episodes), self.settings, adaptation.graph)

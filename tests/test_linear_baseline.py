@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.baselines import baseline_features, fit_linear, linear_baseline_values
+from metarl.linear_baseline import baseline_features, fit_linear, linear_baseline_values
 from metarl.episodes import Episodes, discounted_returns
 
 F64 = torch.float64

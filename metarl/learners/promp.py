@@ -16,7 +16,7 @@ With several inner steps, step ``i``'s batch and KL use the policy after ``i`` s
 MAML-PPO (garage's ``MAMLPPO``) is the same outer step with the ``plain`` inner estimator
 and ``eta = 0``. The inner estimator only matters through the derivatives taken through
 the inner step; at ``theta_o`` every estimator has the same inner gradient, so sampling and
-evaluation adapt identically for every learner (``metarl.learner``).
+evaluation adapt identically for every learner (``metarl.adaptation``).
 """
 
 from __future__ import annotations
@@ -28,35 +28,40 @@ from typing import Any, Sequence
 
 import torch
 
+from metarl.adaptation import Adaptation, TaskBatch, inner_step
+from metarl.config import TrainConfig
 from metarl.episodes import Episodes
-from metarl.estimators import ESTIMATORS
-from metarl.learner import MetaLearner, MetaUpdateStats
-from metarl.maml import TaskBatch, inner_step
-from metarl.policies import Params, Policy, detach_params, stack_params
+from metarl.errors import ConfigError, TrainingDivergedError
+from metarl.estimators import check_estimator
+from metarl.learners.base import MetaLearner, MetaUpdateStats
+from metarl.policies import Dist, Params, Policy, detach_params, stack_params
+
+_DEFAULTS = TrainConfig()  # each shared default is written once, in the config
+OWN_DEFAULTS: dict[str, tuple[str, float]] = {"promp": ("lvc", 5e-4), "maml-ppo": ("plain", 0.0)}
+"""``(estimator, inner_kl_coef)``: what ``null`` in the config means for each learner of this module."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPOSettings:
     """Hyperparameters of ProMP / MAML-PPO (defaults: ProMP's HalfCheetahDir config)."""
 
-    fast_lr: float = 0.1
+    fast_lr: float = _DEFAULTS.fast_lr
     """Inner step size alpha."""
-    first_order: bool = False
+    first_order: bool = _DEFAULTS.first_order
     """Drop the derivatives through the inner step."""
-    estimator: str = "lvc"
+    estimator: str = OWN_DEFAULTS["promp"][0]
     """Inner-loss estimator: ``lvc`` (ProMP), ``plain`` (MAML-PPO) or ``dice``."""
     outer_lr: float = 1e-3
     """Adam step size of the meta-update."""
-    clip_eps: float = 0.3
+    clip_eps: float = _DEFAULTS.clip_eps
     """Clipping range of the likelihood ratio."""
-    ppo_steps: int = 5
+    ppo_steps: int = _DEFAULTS.ppo_steps
     """Adam steps per meta-batch."""
-    inner_kl_coef: float = 5e-4
+    inner_kl_coef: float = OWN_DEFAULTS["promp"][1]
     """eta, the penalty on KL(pi_theta_o || pi_theta) of the pre-update policies (0: none)."""
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}.")
+        check_estimator(self.estimator)
         for key in ("fast_lr", "outer_lr", "clip_eps"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}.")
@@ -64,6 +69,30 @@ class PPOSettings:
             raise ValueError(f"ppo_steps must be a positive integer, got {self.ppo_steps!r}.")
         if not self.inner_kl_coef >= 0:
             raise ValueError(f"inner_kl_coef must be >= 0, got {self.inner_kl_coef!r}.")
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> PPOSettings:
+        """The config fields of the same names; ``null`` means the learner's own (``OWN_DEFAULTS``).
+
+        Raises:
+            ConfigError: An invalid value, or an inner KL penalty with ``maml-ppo``.
+        """
+        own_estimator, own_inner_kl_coef = OWN_DEFAULTS[config.learner]
+        inner_kl_coef = own_inner_kl_coef if config.inner_kl_coef is None else config.inner_kl_coef
+        if config.learner == "maml-ppo" and inner_kl_coef > 0:
+            raise ConfigError("maml-ppo has no inner KL penalty; inner_kl_coef > 0 with the clipped objective is learner=promp.")
+        try:
+            return cls(
+                fast_lr=config.fast_lr,
+                first_order=config.first_order,
+                estimator=config.estimator or own_estimator,
+                outer_lr=cls.outer_lr if config.outer_lr is None else config.outer_lr,
+                clip_eps=config.clip_eps,
+                ppo_steps=config.ppo_steps,
+                inner_kl_coef=inner_kl_coef,
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor, clip_eps: float) -> torch.Tensor:
@@ -96,12 +125,12 @@ class _Sampling:
     """What the sampling policies (at theta_o) did: log-probabilities and distributions."""
 
     trains: list[TaskBatch]  # with old_logp set
-    train_dists: list[tuple[torch.Tensor, ...]]
+    train_dists: list[Dist]
     valid_logp: torch.Tensor
-    valid_dist: tuple[torch.Tensor, ...]
+    valid_dist: Dist
 
 
-class ProMP(MetaLearner):
+class ProMP(MetaLearner[PPOSettings]):
     """ProMP, or MAML-PPO (``name="maml-ppo"``, plain estimator, no KL penalty).
 
     Args:
@@ -114,7 +143,6 @@ class ProMP(MetaLearner):
         name: ``promp`` or ``maml-ppo`` (the name checkpoints carry).
     """
 
-    settings: PPOSettings
 
     def __init__(
         self,
@@ -148,7 +176,7 @@ class ProMP(MetaLearner):
             valid_dist = tuple(d.detach() for d in self.policy.distribution(current, valid.obs))
         return _Sampling(batches, dists, self.policy.log_prob(valid_dist, valid.actions).detach(), valid_dist)
 
-    def loss(self, old: _Sampling, valid: TaskBatch, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    def loss(self, old: _Sampling, valid: TaskBatch, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dist]:
         """The ProMP objective at the current theta.
 
         Returns:
@@ -172,19 +200,19 @@ class ProMP(MetaLearner):
         inner_kl = torch.stack(kl_terms).sum() if kl_terms else surrogate.new_zeros(())
         return surrogate + s.inner_kl_coef * inner_kl, surrogate, inner_kl, dist
 
-    def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
         """``ppo_steps`` Adam steps on the ProMP objective (see the module docstring)."""
         t0 = time.perf_counter()
-        trains, _ = self.take_chain(train_episodes)
+        self._check(adaptation)
         valid = self.process(valid_episodes)
-        old = self._sampling(trains, valid)
+        old = self._sampling(adaptation.batches, valid)
         loss_before, grad_norm, t1 = float("nan"), float("nan"), t0
         for j in range(self.settings.ppo_steps):
             self.optimizer.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 loss, _, _, _ = self.loss(old, valid)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"The {self.name} loss is {float(loss)} at Adam step {j}: lower outer_lr or fast_lr, or check the rewards.")
+                    raise TrainingDivergedError(f"The {self.name} loss is {float(loss)} at Adam step {j}: lower outer_lr or fast_lr, or check the rewards.")
                 loss.backward()
             if j == 0:
                 loss_before = float(loss.detach())
@@ -197,7 +225,17 @@ class ProMP(MetaLearner):
         with torch.no_grad():
             kl_after = float((valid.weights * self.policy.kl(old.valid_dist, dist)).sum(-1).mean())
         t2 = time.perf_counter()
-        return MetaUpdateStats(loss_before, float(loss.detach()), kl_after, True, 1.0, 0, grad_norm, t1 - t0, 0.0, t2 - t1)
+        return MetaUpdateStats(
+            loss_before=loss_before,
+            loss_after=float(loss.detach()),
+            kl_after=kl_after,
+            accepted=True,
+            step_fraction=1.0,
+            backtracks=0,
+            grad_norm=grad_norm,
+            grad_seconds=t1 - t0,
+            line_search_seconds=t2 - t1,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Name and Adam's moments."""

@@ -10,7 +10,7 @@ post-adaptation batch, so Reptile spends exactly the environment steps MAML spen
 
 First order and cheap: no derivative through the inner steps and no curvature. The adapted
 policy that is evaluated is the same one-step (or ``num_steps``-step) adaptation every
-learner uses (``metarl.learner``).
+learner uses (``metarl.adaptation``).
 """
 
 from __future__ import annotations
@@ -21,17 +21,21 @@ from typing import Sequence
 
 import torch
 
+from metarl.adaptation import Adaptation, inner_loss, inner_step
+from metarl.config import TrainConfig
 from metarl.episodes import Episodes
-from metarl.learner import MetaLearner, MetaUpdateStats
-from metarl.maml import inner_loss, inner_step
+from metarl.errors import ConfigError, TrainingDivergedError
+from metarl.learners.base import MetaLearner, MetaUpdateStats
 from metarl.policies import Params, Policy, detach_params, stack_params
 
+_DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 
-@dataclass
+
+@dataclass(frozen=True)
 class ReptileSettings:
     """Hyperparameters of Reptile."""
 
-    fast_lr: float = 0.1
+    fast_lr: float = _DEFAULTS.fast_lr
     """Inner step size alpha."""
     outer_lr: float = 1.0
     """epsilon: the fraction of the way theta moves toward the mean adapted parameters."""
@@ -45,8 +49,22 @@ class ReptileSettings:
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}.")
 
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> ReptileSettings:
+        """``fast_lr`` and ``outer_lr`` of the config (``null``: epsilon = 1).
 
-class Reptile(MetaLearner):
+        Raises:
+            ConfigError: An estimator is set (Reptile uses only the inner gradient), or a bad value.
+        """
+        if config.estimator not in (None, "plain"):
+            raise ConfigError(f"reptile is first order and uses only the inner gradient; estimator {config.estimator!r} has no effect there: leave it null.")
+        try:
+            return cls(fast_lr=config.fast_lr, outer_lr=cls.outer_lr if config.outer_lr is None else config.outer_lr)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+
+class Reptile(MetaLearner[ReptileSettings]):
     """The Reptile learner (see the module docstring).
 
     Args:
@@ -59,12 +77,11 @@ class Reptile(MetaLearner):
     """
 
     name = "reptile"
-    settings: ReptileSettings
 
     def __init__(self, policy: Policy, settings: ReptileSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
-    def step(self, train_episodes: Sequence[Episodes], valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
         """Replay the inner steps, take one more on the post-adaptation batch, move theta.
 
         The stats report the post-adaptation batch's inner loss before and after that last
@@ -74,7 +91,8 @@ class Reptile(MetaLearner):
         """
         t0 = time.perf_counter()
         s = self.settings
-        trains, _ = self.take_chain(train_episodes)
+        self._check(adaptation)
+        trains = adaptation.batches
         valid = self.process(valid_episodes)
         theta = {n: p.detach() for n, p in self.policy.get_params().items()}
         k = valid.obs.shape[0]
@@ -89,10 +107,19 @@ class Reptile(MetaLearner):
             loss_after = float(inner_loss(self.policy, phi, valid, s.estimator).mean())
             delta = {n: phi[n].mean(0) - theta[n] for n in theta}
             if not all(torch.isfinite(d).all() for d in delta.values()):
-                raise FloatingPointError("The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values.")
+                raise TrainingDivergedError("The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values.")
             old_dist = self.policy.distribution(theta, valid.obs)
             new_theta = {n: theta[n] + s.outer_lr * delta[n] for n in theta}
             kl = float((valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs))).sum(-1).mean())
             self.policy.load_params(new_theta)
             norm = float(torch.stack([(d**2).sum() for d in delta.values()]).sum().sqrt())
-        return MetaUpdateStats(loss_before, loss_after, kl, True, 1.0, 0, norm, time.perf_counter() - t0)
+        return MetaUpdateStats(
+            loss_before=loss_before,
+            loss_after=loss_after,
+            kl_after=kl,
+            accepted=True,
+            step_fraction=1.0,
+            backtracks=0,
+            grad_norm=norm,
+            grad_seconds=time.perf_counter() - t0,
+        )

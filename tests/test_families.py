@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 
 from metarl.envs import BatchedNavigation2D, GoalTask, Navigation2DEnv
-from metarl.tasks import (
-    TaskAPIError,
-    TaskFamily,
-    UnknownFamilyError,
-    check_task_family,
-    known_family_ids,
-    make_batched,
-    make_family,
-    resolve_family_id,
-    seed_family,
-)
+from metarl.errors import TaskAPIError, UnknownFamilyError
+from metarl.families import known_family_ids, make_family, resolve_family_id
+from metarl.task_api import TaskFamily, check_task_family, make_batched, seed_family
 
 
 class HalfFamily(gym.Env):

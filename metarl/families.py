@@ -1,21 +1,15 @@
-"""The task-family API: what a meta-RL environment must offer, and how to get one.
+"""Task families by name: metarl's ids, any Gymnasium id, or your own ``module:Class``.
 
-A *task family* is a ``gymnasium.Env`` whose goal or dynamics depend on a task, plus
-three methods::
-
-    tasks = env.sample_tasks(n)   # n tasks drawn from env.np_random (seed it: seed_family(env, seed))
-    env.set_task(tasks[0])        # the env now behaves as that task
-    env.get_task()                # the current task
-
-A family may also offer a *batched* implementation, a ``BatchedTaskEnv`` that steps many
-(task, episode) pairs at once as tensors; the sampler uses it when present and falls back
-to a Gymnasium vector env otherwise.
+``make_family(family, **kwargs)`` is the one way the library gets a family: it resolves
+the name (``resolve_family_id``: short names such as ``Navigation2D``, Gymnasium ids,
+``package.module:ClassName`` specs that it imports and registers on first use), makes the
+env without Gymnasium's passive checker, and checks the task API (``metarl.task_api``).
+Importing this module registers metarl's own families (``metarl.envs``).
 
 Example:
-    >>> from metarl.tasks import make_family
     >>> env = make_family("Navigation2D")
-    >>> seed_family(env, 0)
-    >>> env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
+    >>> env.spec.id
+    'metarl/Navigation2D-v0'
 """
 
 from __future__ import annotations
@@ -26,97 +20,17 @@ import importlib
 import os
 import sys
 from types import ModuleType
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable
 
 import gymnasium as gym
-import torch
-from gymnasium.utils import seeding
 
-TASK_API = ("sample_tasks", "set_task", "get_task")
-
-
-class TaskAPIError(TypeError):
-    """An environment does not implement the task-family API."""
-
-
-class TaskNotSetError(RuntimeError):
-    """A task family was reset or stepped before ``set_task`` was called."""
-
-
-class FamilyConstructionError(ValueError):
-    """A family's constructor rejected its keyword arguments (``env_kwargs``)."""
-
-
-class UnknownFamilyError(ValueError):
-    """A family id that is neither a metarl family nor a registered Gymnasium env."""
-
-
-@runtime_checkable
-class TaskFamily(Protocol):
-    """Structural type of a task family (a ``gymnasium.Env`` with the three task methods)."""
-
-    observation_space: gym.Space
-    action_space: gym.Space
-
-    def sample_tasks(self, n: int) -> list[Any]:
-        """Draw ``n`` tasks from the env's own RNG (``self.np_random``)."""
-
-    def set_task(self, task: Any) -> None:
-        """Make the env behave as ``task``."""
-
-    def get_task(self) -> Any:
-        """Return the current task."""
-
-
-class BatchedTaskEnv(Protocol):
-    """Steps ``len(tasks) * episodes_per_task`` episodes at once, as float32 CPU tensors.
-
-    Episode ``b`` belongs to task ``b // episodes_per_task`` (task-major order).
-    """
-
-    num_envs: int
-
-    def reset(self) -> torch.Tensor:
-        """Start every episode; returns observations ``[B, obs_dim]``."""
-
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Advance every episode one step.
-
-        Args:
-            actions: ``[B, act_dim]`` (continuous) or ``[B]`` (discrete).
-
-        Returns:
-            ``(obs [B, obs_dim], reward [B], terminated [B] bool)``.
-        """
-
-
-def check_task_family(env: Any, name: str | None = None) -> None:
-    """Raise ``TaskAPIError`` unless ``env`` is a Gymnasium env with the task API.
-
-    Args:
-        env: The environment to check (wrappers are looked through).
-        name: How to call the env in the message (defaults to its class name).
-
-    Raises:
-        TaskAPIError: With the missing methods and how to add them.
-    """
-    label = name or type(env).__name__
-    if not isinstance(env, gym.Env):
-        raise TaskAPIError(f"{label} is a {type(env).__name__}, not a gymnasium.Env; a task family must subclass gymnasium.Env.")
-    base = env.unwrapped
-    missing = [m for m in TASK_API if not callable(getattr(base, m, None))]
-    if missing:
-        raise TaskAPIError(
-            f"{label} is not a task family: it lacks {', '.join(missing)}. "
-            "A task family is a gymnasium.Env with sample_tasks(n) -> list, set_task(task) and "
-            "get_task(); add them (see metarl/tasks.py and envs/navigation.py for an example)."
-        )
+import metarl.envs  # noqa: F401  (registers metarl's families with Gymnasium)
+from metarl.errors import FamilyConstructionError, TaskAPIError, UnknownFamilyError
+from metarl.task_api import check_task_family
 
 
 def known_family_ids() -> list[str]:
     """All registered Gymnasium ids under the ``metarl/`` namespace."""
-    import metarl.envs  # noqa: F401  (registers the families)
-
     return sorted(k for k in gym.registry if k.startswith("metarl/"))
 
 
@@ -320,17 +234,3 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         if kwargs and not isinstance(e, FamilyConstructionError):
             raise FamilyConstructionError(f"{env_id} rejected env_kwargs {kwargs}: {e} Fix env_kwargs in the config.") from e
         raise
-
-
-def seed_family(env: gym.Env, seed: int) -> None:
-    """Seed the family's own RNG (``env.np_random``), from which ``sample_tasks`` draws.
-
-    Unlike ``env.reset(seed=...)`` this needs no task to be set first.
-    """
-    env.unwrapped.np_random, _ = seeding.np_random(seed)
-
-
-def make_batched(env: gym.Env, tasks: Sequence[Any], episodes_per_task: int) -> BatchedTaskEnv | None:
-    """The family's batched implementation for these tasks, or ``None`` if it has none."""
-    factory = getattr(env.unwrapped, "make_batched", None)
-    return factory(tasks, episodes_per_task) if callable(factory) else None
