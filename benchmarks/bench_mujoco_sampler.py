@@ -5,7 +5,7 @@ process in ``--repeats`` interleaved rounds (one call of each variant per round,
 load of other processes hits all alike; ratios are medians of the per-round ratios):
 
 * **batched sampler**: ``metarl.sampler.Sampler`` with the Gaussian 64-64 tanh MLP policy in
-  the loop, on the native batched backend (``metarl.envs.mujoco_batch``: ``mujoco.batch``
+  the loop, on the native batched backend (``metarl.envs.mujoco.batch``: ``mujoco.batch``
   with every CPU core, torch on one thread during the rollout);
 * **(a) ceiling**: the same episodes' initial states stepped open-loop with random controls
   (``clip(N(0, 1))`` per env step, distributed like the untrained policy's actions) by
@@ -52,7 +52,7 @@ from mujoco import rollout as mj_rollout
 
 import metarl
 import metarl.sampler as sampler_module
-from metarl.envs.mujoco_batch import BatchedMujocoEnv, available_cpus
+from metarl.envs.mujoco.batch import BatchedMujocoEnv, available_cpus
 from metarl.policies import make_policy
 from metarl.sampler import Sampler
 from metarl.families import make_family

@@ -1,7 +1,7 @@
 """Task families, registered with Gymnasium under the ``metarl/`` namespace.
 
 Importing ``metarl`` registers them; ``gymnasium.make("metarl/Navigation2D-v0")`` then works.
-The MuJoCo families (``metarl.envs.locomotion``, ``metarl.envs.dynamics``) are registered by
+The MuJoCo families (``metarl.envs.mujoco.locomotion``, ``metarl.envs.mujoco.dynamics``) are registered by
 entry-point string only, so this module never imports ``mujoco``: without the ``mujoco``
 extra, ``metarl`` imports and making one of them raises an ``ImportError`` that names it.
 """
@@ -17,18 +17,18 @@ FAMILIES = {
     # Tabular MDPs and Bernoulli bandits with exact expected returns (envs/tabular.py).
     "metarl/TabularMDP-v0": ("metarl.envs.tabular:TabularMDPEnv", 10),
     "metarl/Bandit-v0": ("metarl.envs.tabular:BanditEnv", 10),
-    # Goal velocity / direction / position (envs/locomotion.py).
-    "metarl/HalfCheetahVel-v0": ("metarl.envs.locomotion:HalfCheetahVelEnv", MUJOCO_HORIZON),
-    "metarl/HalfCheetahDir-v0": ("metarl.envs.locomotion:HalfCheetahDirEnv", MUJOCO_HORIZON),
-    "metarl/AntVel-v0": ("metarl.envs.locomotion:AntVelEnv", MUJOCO_HORIZON),
-    "metarl/AntDir-v0": ("metarl.envs.locomotion:AntDirEnv", MUJOCO_HORIZON),
-    "metarl/AntDir2D-v0": ("metarl.envs.locomotion:AntDir2DEnv", MUJOCO_HORIZON),
-    "metarl/AntGoal-v0": ("metarl.envs.locomotion:AntGoalEnv", MUJOCO_HORIZON),
-    # Random physical parameters (envs/dynamics.py).
-    "metarl/HalfCheetahRandParams-v0": ("metarl.envs.dynamics:HalfCheetahRandParamsEnv", MUJOCO_HORIZON),
-    "metarl/AntRandParams-v0": ("metarl.envs.dynamics:AntRandParamsEnv", MUJOCO_HORIZON),
-    "metarl/HopperRandParams-v0": ("metarl.envs.dynamics:HopperRandParamsEnv", MUJOCO_HORIZON),
-    "metarl/Walker2dRandParams-v0": ("metarl.envs.dynamics:Walker2dRandParamsEnv", MUJOCO_HORIZON),
+    # Goal velocity / direction / position (envs/mujoco/locomotion.py).
+    "metarl/HalfCheetahVel-v0": ("metarl.envs.mujoco.locomotion:HalfCheetahVelEnv", MUJOCO_HORIZON),
+    "metarl/HalfCheetahDir-v0": ("metarl.envs.mujoco.locomotion:HalfCheetahDirEnv", MUJOCO_HORIZON),
+    "metarl/AntVel-v0": ("metarl.envs.mujoco.locomotion:AntVelEnv", MUJOCO_HORIZON),
+    "metarl/AntDir-v0": ("metarl.envs.mujoco.locomotion:AntDirEnv", MUJOCO_HORIZON),
+    "metarl/AntDir2D-v0": ("metarl.envs.mujoco.locomotion:AntDir2DEnv", MUJOCO_HORIZON),
+    "metarl/AntGoal-v0": ("metarl.envs.mujoco.locomotion:AntGoalEnv", MUJOCO_HORIZON),
+    # Random physical parameters (envs/mujoco/dynamics.py).
+    "metarl/HalfCheetahRandParams-v0": ("metarl.envs.mujoco.dynamics:HalfCheetahRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/AntRandParams-v0": ("metarl.envs.mujoco.dynamics:AntRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/HopperRandParams-v0": ("metarl.envs.mujoco.dynamics:HopperRandParamsEnv", MUJOCO_HORIZON),
+    "metarl/Walker2dRandParams-v0": ("metarl.envs.mujoco.dynamics:Walker2dRandParamsEnv", MUJOCO_HORIZON),
 }
 
 for _id, (_entry, _horizon) in FAMILIES.items():

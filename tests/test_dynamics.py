@@ -20,7 +20,7 @@ from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
-from metarl.envs.dynamics import (  # noqa: E402
+from metarl.envs.mujoco.dynamics import (  # noqa: E402
     LOG_BASES,
     RAND_PARAMS,
     AntRandParamsEnv,
@@ -29,7 +29,7 @@ from metarl.envs.dynamics import (  # noqa: E402
     HopperRandParamsEnv,
     Walker2dRandParamsEnv,
 )
-from metarl.envs.locomotion import quiet_model_compiler  # noqa: E402
+from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
 from metarl.families import make_family  # noqa: E402

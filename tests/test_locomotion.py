@@ -23,7 +23,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
-from metarl.envs.locomotion import (  # noqa: E402
+from metarl.envs.mujoco.locomotion import (  # noqa: E402
     AntDir2DEnv,
     AntDirEnv,
     AntGoalEnv,
@@ -34,8 +34,8 @@ from metarl.envs.locomotion import (  # noqa: E402
     HalfCheetahDirEnv,
     HalfCheetahVelEnv,
     VelocityTask,
-    quiet_model_compiler,
 )
+from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
 from metarl.families import make_family  # noqa: E402

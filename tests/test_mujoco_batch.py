@@ -1,4 +1,4 @@
-"""The native batched MuJoCo backend (envs/mujoco_batch.py): the same observations, rewards and
+"""The native batched MuJoCo backend (envs/mujoco/batch.py): the same observations, rewards and
 terminations as the single Gymnasium env for every family, the sampler's masks and seeds on
 the batched path against its vector-env fallback, its thread settings, and the benchmark."""
 
@@ -20,7 +20,7 @@ pytest.importorskip("mujoco.batch")
 import torch  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
-from metarl.envs.mujoco_batch import BatchedMujocoEnv, available_cpus  # noqa: E402
+from metarl.envs.mujoco.batch import BatchedMujocoEnv, available_cpus  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
 from metarl.errors import SamplerError

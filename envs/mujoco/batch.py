@@ -4,8 +4,8 @@
 one ``mujoco.batch.Batch`` (mujoco >= 4), which advances every simulation on MuJoCo's own
 thread pool; observations, rewards and terminations are computed for all episodes at once
 with numpy (elementwise work only: no matmuls, so ``OPENBLAS_CORETYPE`` does not matter).
-It implements ``metarl.task_api.BatchedTaskEnv``, and every family of ``metarl.envs.locomotion``
-and ``metarl.envs.dynamics`` returns it from ``make_batched``, so ``metarl.sampler.Sampler``
+It implements ``metarl.task_api.BatchedTaskEnv``, and every family of ``metarl.envs.mujoco.locomotion``
+and ``metarl.envs.mujoco.dynamics`` returns it from ``make_batched``, so ``metarl.sampler.Sampler``
 uses it for them.
 
 **Same numbers as the single env.** For the same task, initial state and actions, episode
@@ -84,7 +84,7 @@ try:
 except ImportError as e:  # pragma: no cover - mujoco < 4 or no mujoco at all
     raise ImportError("The batched MuJoCo backend needs mujoco >= 4 (mujoco.batch): pip install -U 'metarl[mujoco]'.") from e
 
-from metarl.envs.locomotion import task_vector  # noqa: E402
+from metarl.envs.mujoco.base import task_vector  # noqa: E402
 
 ROBOTS = {HalfCheetahEnv: "half_cheetah", AntEnv: "ant", HopperEnv: "hopper", Walker2dEnv: "walker2d"}
 

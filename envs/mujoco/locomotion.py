@@ -52,7 +52,7 @@ Common to all families:
   is not part of the observation. ``reset``/``step`` before ``set_task`` raise
   ``TaskNotSetError``. Envs pickle with their task, simulator state and RNG.
 * **Batched**: ``make_batched(tasks, episodes_per_task)`` returns the native batched
-  backend (``metarl.envs.mujoco_batch.BatchedMujocoEnv``), which the sampler uses: all
+  backend (``metarl.envs.mujoco.batch.BatchedMujocoEnv``), which the sampler uses: all
   episodes stepped at once by MuJoCo's multithreaded ``mujoco.batch.Batch``, with the
   same observations, rewards and terminations as this env. Each family's task term is one
   vectorized function (``task_term``) shared by both. ``batch_threads`` (constructor
@@ -71,34 +71,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from dataclasses import astuple, dataclass, fields
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
-from gymnasium import spaces, utils
 
+from metarl.envs.mujoco.base import AntEnv, HalfCheetahEnv, coerce_task, task_vector
+from metarl.envs.mujoco.family import MujocoTaskFamily
 from metarl.envs.navigation import GoalTask
-from metarl.errors import TaskNotSetError
-
-try:
-    import mujoco
-    from gymnasium.envs.mujoco.ant_v5 import AntEnv
-    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError("The MuJoCo task families need the `mujoco` package: pip install 'metarl[mujoco]' (or 'gymnasium[mujoco]').") from e
-
-if TYPE_CHECKING:
-    from metarl.envs.mujoco_batch import BatchedMujocoEnv
 
 HALF_CHEETAH_VELOCITY_RANGE = (0.0, 2.0)
 ANT_VELOCITY_RANGE = (0.0, 3.0)
 ANT_GOAL_RANGE = (-3.0, 3.0)
 HALF_CHEETAH_CTRL_COST = 0.05
-
-_SETTOTALMASS = "compiler attribute 'settotalmass' is deprecated"
 
 
 @dataclass(frozen=True)
@@ -120,187 +106,6 @@ class Direction2DTask:
     """Run along the unit vector ``direction = (u_x, u_y)`` in the plane."""
 
     direction: tuple[float, float]
-
-
-@contextlib.contextmanager
-def quiet_model_compiler() -> Iterator[None]:
-    """Swallow MuJoCo's ``settotalmass`` deprecation warning while a model compiles.
-
-    mujoco 4 prints it from C and appends it to ``MUJOCO_LOG.TXT`` in the working directory
-    on every load of Gymnasium's ``half_cheetah.xml``. A Python warning handler
-    (``mujoco.set_mju_user_warning``) replaces both the print and the log file. Any other
-    warning goes to the previous handler, or becomes a Python ``UserWarning``. The handler
-    is process-wide, so it is installed only for the duration of the ``with`` block.
-    """
-    previous: Callable[[str], None] | None = mujoco.get_mju_user_warning()
-
-    def handler(message: str) -> None:
-        if _SETTOTALMASS in message:
-            return
-        if previous is not None:
-            previous(message)
-        else:
-            warnings.warn(f"MuJoCo: {message}", UserWarning, stacklevel=2)
-
-    mujoco.set_mju_user_warning(handler)
-    try:
-        yield
-    finally:
-        mujoco.set_mju_user_warning(previous)
-
-
-def coerce_task(task: Any, task_type: type, family: str) -> Any:
-    """``task`` as a ``task_type`` instance; a mapping of its fields is also accepted.
-
-    Raises:
-        TypeError: ``task`` is neither.
-    """
-    if isinstance(task, Mapping):
-        names = {f.name for f in fields(task_type)}
-        if set(task) != names:
-            raise TypeError(f"{family}.set_task got a mapping with keys {sorted(task)}; a {task_type.__name__} has {sorted(names)}.")
-        task = task_type(**task)
-    if not isinstance(task, task_type):
-        raise TypeError(f"{family}.set_task expects a {task_type.__name__} (from sample_tasks), got {task!r}.")
-    return task
-
-
-def task_vector(task: Any) -> np.ndarray:
-    """A goal-family task as a flat float64 vector of its fields, in declaration order:
-    ``VelocityTask(v)`` -> ``[v]``, ``Direction2DTask((u_x, u_y))`` -> ``[u_x, u_y]``, ..."""
-    return np.asarray(astuple(task), dtype=np.float64).reshape(-1)
-
-
-class MujocoTaskFamily:
-    """Task bookkeeping shared by the MuJoCo families; mix in before a Gymnasium ``MujocoEnv``.
-
-    Adds ``get_task``, the ``TaskNotSetError`` checks, action normalization (clip to the
-    action space ``[-S, S]^n``, divide by ``S = action_scale``), quiet model loading, pickling that keeps the task, the full ``MjData`` and the
-    RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them), and the
-    native batched backend (``make_batched``). Subclasses implement ``sample_tasks`` and
-    ``validate_task``, and ``_apply_task`` if a task changes the env itself. A goal family
-    (the task is only in the reward) also has a static ``task_term``, its reward's task
-    term vectorized over leading dimensions, which the single env and the batched backend
-    both call: HalfCheetah ``task_term(task [..., p], x_velocity [...])``, Ant
-    ``task_term(task [..., p], xy_position [..., 2], xy_velocity [..., 2])``, with ``task``
-    from ``task_vector``. Families without one (dynamics) keep Gymnasium's forward reward.
-
-    Args:
-        action_scale: ``S``: the action space is the actuators' ``ctrlrange`` times ``S``, and
-            an action is clipped to it and divided by ``S`` before it is simulated (the
-            published MAML setting is 10; 1 acts on the controls directly).
-        batch_threads: MuJoCo threads of the batched backend (``None``: every CPU core).
-        **kwargs: Passed to the Gymnasium env.
-
-    Raises:
-        ValueError: ``action_scale`` is not a finite number > 0, or ``batch_threads`` < 1.
-    """
-
-    _task: Any = None
-    # Provided by the Gymnasium MujocoEnv this class is mixed into.
-    model: Any
-    data: Any
-    action_space: Any
-
-    def __init__(self, action_scale: float = 1.0, batch_threads: int | None = None, **kwargs: Any) -> None:
-        if isinstance(action_scale, bool) or not isinstance(action_scale, (int, float)) or not (math.isfinite(action_scale) and action_scale > 0):
-            raise ValueError(f"action_scale must be a finite number > 0 (10 is the published MAML setting, 1 acts on the controls directly), got {action_scale!r}.")
-        if batch_threads is not None and batch_threads < 1:
-            raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
-        super().__init__(**kwargs)
-        self.action_scale = float(action_scale)
-        if self.action_scale != 1.0:  # Gymnasium's space is the actuators' ctrlrange
-            scale = np.float32(self.action_scale)
-            self.action_space = spaces.Box(self.action_space.low * scale, self.action_space.high * scale, dtype=np.float32)
-        self.batch_threads = batch_threads
-        # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
-        utils.EzPickle.__init__(self, action_scale=action_scale, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]
-
-    def _initialize_simulation(self) -> tuple[Any, Any]:
-        with quiet_model_compiler():
-            return super()._initialize_simulation()  # type: ignore[misc]
-
-    def sample_tasks(self, n: int) -> list[Any]:
-        """Draw ``n`` tasks from ``self.np_random``."""
-        raise NotImplementedError
-
-    def set_task(self, task: Any) -> None:
-        """Make the env behave as ``task`` (from ``sample_tasks``, or a mapping of its fields)."""
-        task = self.validate_task(task)
-        self._apply_task(task)
-        self._task = task
-
-    def validate_task(self, task: Any) -> Any:
-        """``task`` as this family's task type, checked (nothing else changes).
-
-        Raises:
-            TypeError: ``task`` is not a task of this family (nor a mapping of its fields).
-            ValueError: A field is out of its domain.
-        """
-        raise NotImplementedError
-
-    def _apply_task(self, task: Any) -> None:
-        """Apply a validated task to the env (goal families keep it in ``self._task`` only)."""
-
-    def task_models(self, tasks: Sequence[Any]) -> list[Any] | None:
-        """One ``MjModel`` per task for the batched backend, or ``None`` when every task runs on
-        this env's model (goal families; dynamics families override this)."""
-        return None
-
-    def make_batched(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedMujocoEnv:
-        """The native batched backend for ``tasks`` x ``episodes_per_task`` episodes.
-
-        Episode ``b`` runs ``tasks[b // episodes_per_task]``; this env is not changed.
-        See ``metarl.envs.mujoco_batch``.
-        """
-        from metarl.envs.mujoco_batch import BatchedMujocoEnv
-
-        return BatchedMujocoEnv(self, tasks, episodes_per_task, nthread=self.batch_threads)
-
-    def get_task(self) -> Any:
-        """The current task."""
-        self._require_task()
-        return self._task
-
-    def _require_task(self) -> None:
-        if self._task is None:
-            raise TaskNotSetError(f"{type(self).__name__} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step.")
-
-    def _check_n(self, n: int) -> None:
-        if n < 1:
-            raise ValueError(f"sample_tasks needs n >= 1, got {n}.")
-
-    def _to_control(self, action: Any) -> np.ndarray:
-        """The control ``clip(action, -S, S) / S`` that is simulated and pays the control cost."""
-        return np.clip(action, self.action_space.low, self.action_space.high) / self.action_scale
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        if options and "task" in options:
-            self.set_task(options["task"])
-        self._require_task()
-        obs, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
-        return obs, {**info, "task": self._task}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.float64, bool, bool, dict[str, Any]]:
-        self._require_task()
-        obs, reward, terminated, truncated, info = super().step(self._to_control(action))  # type: ignore[misc]
-        return obs, np.float64(reward), bool(terminated), truncated, {**info, "task": self._task}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(utils.EzPickle.__getstate__(self))  # type: ignore[arg-type]
-        state["metarl_task"] = self._task
-        state["metarl_data"] = self.data  # MjData pickles (with a copy of its model)
-        state["metarl_rng"] = (getattr(self, "_np_random", None), getattr(self, "_np_random_seed", None))
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        task, data, (rng, rng_seed) = state.pop("metarl_task"), state.pop("metarl_data"), state.pop("metarl_rng")
-        utils.EzPickle.__setstate__(self, state)  # type: ignore[arg-type]  # rebuilds the env from its constructor arguments
-        if task is not None:
-            self.set_task(task)
-        mujoco.mj_copyData(self.data, self.model, data)
-        self._np_random, self._np_random_seed = rng, rng_seed
 
 
 # ---------------------------------------------------------------------------- HalfCheetah
@@ -494,7 +299,9 @@ class AntDir2DEnv(_AntFamily):
         task = coerce_task(task, Direction2DTask, type(self).__name__)
         u = np.asarray(task.direction, dtype=np.float64)
         if u.shape != (2,) or not abs(float(np.hypot(*u)) - 1.0) < 1e-6:
-            raise ValueError(f"{type(self).__name__}: the direction must be a unit vector (u_x, u_y), got {task.direction}.")
+            raise ValueError(
+                f"{type(self).__name__}: the direction must be a unit vector (u_x, u_y), got {task.direction}."
+            )
         return Direction2DTask((float(u[0]), float(u[1])))
 
     @staticmethod
@@ -515,7 +322,9 @@ class AntGoalEnv(_AntFamily):
     """
 
     def __init__(self, exclude_current_positions_from_observation: bool = False, **kwargs: Any) -> None:
-        super().__init__(exclude_current_positions_from_observation=exclude_current_positions_from_observation, **kwargs)
+        super().__init__(
+            exclude_current_positions_from_observation=exclude_current_positions_from_observation, **kwargs
+        )
 
     def sample_tasks(self, n: int) -> list[GoalTask]:
         """Draw ``n`` goals from U[-3, 3]^2 with ``self.np_random``."""
@@ -545,8 +354,5 @@ __all__ = [
     "GoalTask",
     "HalfCheetahDirEnv",
     "HalfCheetahVelEnv",
-    "MujocoTaskFamily",
     "VelocityTask",
-    "quiet_model_compiler",
-    "task_vector",
 ]

@@ -21,12 +21,12 @@ construction (never compounding), then ``mj_setConst`` recomputes the constants 
 depend on masses and inertias (subtree masses, ``*_invweight0`` used by the constraint
 solver, ``actuator_acc0``), which ProMP's mujoco-py code left stale. A task takes effect
 at the next step; the sampler sets tasks before resetting. The batched backend
-(``make_batched``, ``metarl.envs.mujoco_batch``) runs each task on its own copy of the
+(``make_batched``, ``metarl.envs.mujoco.batch``) runs each task on its own copy of the
 model, made by the same code (``task_models``), shared by that task's episodes.
 
 Reward, observation, action space, reset noise and termination are those of the
 Gymnasium v5 env (the plain forward-running reward), with an action ``a`` turned into the
-control ``u = clip(a, -S, S) / S`` first as in ``metarl.envs.locomotion`` (``S =
+control ``u = clip(a, -S, S) / S`` first as in ``metarl.envs.mujoco.locomotion`` (``S =
 action_scale``, default 1; MuJoCo clamps the controls to the same box, so with ``S = 1`` only
 the control cost of out-of-range actions changes; ``a`` below stands for ``u``):
 
@@ -53,8 +53,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from gymnasium import utils
 
-# metarl.envs.locomotion first: without mujoco it raises the ImportError that names the extra.
-from metarl.envs.locomotion import MujocoTaskFamily, coerce_task, mujoco  # isort: skip
+# metarl.envs.mujoco.base first: without mujoco it raises the ImportError that names the extra.
+from metarl.envs.mujoco.base import coerce_task, mujoco  # isort: skip
+from metarl.envs.mujoco.family import MujocoTaskFamily  # isort: skip
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
