@@ -112,12 +112,10 @@ def table(summary: dict[str, Any], iterations: int, seeds: list[int], eval_tasks
 
 def plot(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> bool:
     """Learning curves (post-adaptation return, mean and range over seeds) and the held-out result."""
-    try:
-        import matplotlib
+    from metarl.plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print("matplotlib is missing (pip install 'metarl[plot]'): no plot written.")
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))

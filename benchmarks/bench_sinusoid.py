@@ -1,6 +1,6 @@
 """Sinusoid regression (Finn et al. 2017, section 5.1): MAML vs a pretrained baseline.
 
-Trains both methods (``metarl.sinusoid.train_maml`` / ``train_pretrained``: same
+Trains both methods (``examples/sinusoid.py``: ``train_maml`` / ``train_pretrained``: same
 initialization, same training tasks, same iterations), then fine-tunes each on the K-shot
 support sets of ``--eval-tasks`` held-out tasks (a separate seed) with plain gradient steps of
 size alpha (``metarl.adaptation.gradient_step``) and reports the query MSE (100 points on a grid)
@@ -18,13 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from metarl.policies import stack_params
-from metarl.sinusoid import (
+from metarl.plots import pyplot
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from sinusoid import (  # noqa: E402  (examples/sinusoid.py)
     SinusoidBatch,
     SinusoidConfig,
     TrainResult,
@@ -114,12 +118,8 @@ def to_markdown(out: dict) -> str:
 
 def plot(out: dict, path: Path) -> bool:
     """Write the figure; ``False`` (and nothing written) without matplotlib (``pip install metarl[plot]``)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, (ax, ex) = plt.subplots(1, 2, figsize=(11, 4))
     for name, m in out["methods"].items():

@@ -19,6 +19,7 @@ import torch
 
 from metarl.config import load_config
 from metarl.trainer import Trainer
+from metarl.plots import pyplot
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,12 +49,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"iterations": args.iterations, "seed": args.seed, "threads": args.threads, "overrides": args.overrides, "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "curves": curves}
     (args.out / "subsample_learning.json").write_text(json.dumps(out, indent=1))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     for s, c in curves.items():

@@ -147,7 +147,7 @@ def gradient_step(loss: torch.Tensor, params: Params, lr: float, create_graph: b
     """The model-agnostic inner update ``theta' = theta - lr * grad_theta loss`` on a parameter dict.
 
     Nothing here knows about RL: ``inner_step`` calls it with the policy-gradient loss, and
-    ``metarl.sinusoid`` with a regression loss. With parameters stacked per task (``[K, ...]``)
+    ``examples/sinusoid.py`` with a regression loss. With parameters stacked per task (``[K, ...]``)
     and ``loss`` the sum of the K tasks' independent losses, one backward pass adapts all K.
 
     Args:

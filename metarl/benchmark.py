@@ -3,7 +3,7 @@
 For a config (task family + MAML settings) and a budget, for every seed:
 
 * **maml**: meta-train (or load a run) with the config's learner;
-* **pretrained**: SB3 PPO on the family, a new task every episode (``metarl.ppo_baselines``);
+* **pretrained**: SB3 PPO on the family, a new task every episode (``metarl.reference_methods``);
 * **oracle**: SB3 PPO that observes the task;
 * **random**: a fresh initialization.
 
@@ -44,11 +44,16 @@ from metarl.errors import CheckpointError
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.evaluate import adaptation_returns
 from metarl.adaptation import InnerLoop
+from metarl.logger import read_csv
+from metarl.plots import plot_benchmark
 from metarl.policies import Policy
+from metarl.reference_methods import TaskObservationEnv, sb3_to_metarl, train_ppo
+from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
 from metarl.families import make_family
 from metarl.task_api import seed_family
+from metarl.trainer import Trainer
 
 METHODS = ("maml", "pretrained", "oracle", "random")
 EVAL_TASK_SEED = 20_240_101
@@ -99,8 +104,6 @@ def _adapter(policy: Policy, config: TrainConfig, fast_lr: float) -> InnerLoop:
 def _family_env(config: TrainConfig, oracle: bool) -> Any:
     """The family env the sampler steps (the oracle's sees the task)."""
     if oracle:
-        from metarl.ppo_baselines import TaskObservationEnv
-
         return TaskObservationEnv(config.family, **config.env_kwargs)
     return make_family(config.family, **config.env_kwargs)
 
@@ -133,8 +136,6 @@ def choose_step_size(policy: Policy, config: TrainConfig, env: Any, grid: Sequen
 
 
 def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig, list[dict[str, Any]]]:
-    from metarl.logger import read_csv
-    from metarl.runtime import build_policy
 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     saved = config_from_dict(state["config"])
@@ -153,9 +154,6 @@ def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run:
         ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
         "learning_curve", "seconds"}``.
     """
-    from metarl.ppo_baselines import sb3_to_metarl, train_ppo
-    from metarl.trainer import Trainer
-    from metarl.runtime import build_policy, seed_streams
 
     torch.set_num_threads(threads)
     config = replace(config, seed=seed)
@@ -264,53 +262,6 @@ def per_seed_means(per_seed: list[dict[str, Any]], step: int = 1) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
-    """``adaptation.png`` and ``learning_curve.png``; nothing without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in summary.items():
-        x = [r["steps"] for r in rows]
-        (line,) = ax.plot(x, [r["mean"] for r in rows], marker="o", label=name)
-        ax.fill_between(x, [r["mean_ci"][0] for r in rows], [r["mean_ci"][1] for r in rows], color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("return on held-out tasks (95% CI)")
-    ax.set_xticks(x)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths = [out / "adaptation.png"]
-    fig.savefig(paths[0], dpi=100)
-    plt.close(fig)
-    seeded = [(s["seed"], s["learning_curve"]) for s in per_seed if s["learning_curve"]["iteration"]]
-    if seeded:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, (seed, c) in enumerate(seeded):
-            color = colors[i % len(colors)]
-            ax.plot(c["iteration"], c["post_return"], color=color, lw=1.2, label=f"seed {seed}, after one step")
-            ax.plot(c["iteration"], c["pre_return"], color=color, lw=1.0, ls="--", alpha=0.8, label=f"seed {seed}, before adaptation")
-        if len(seeded) > 1:
-            n = min(len(c["post_return"]) for _, c in seeded)
-            ax.plot(np.arange(1, n + 1), np.mean([c["post_return"][:n] for _, c in seeded], axis=0), color="black", lw=2.0, label="mean over seeds, after one step")
-        ax.set_xlabel("meta-iteration")
-        ax.set_ylabel("return on the meta-batch's training tasks")
-        ax.set_title(f"{title}: MAML meta-training, per seed")
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(out / "learning_curve.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
-    return paths
-
-
 def run_benchmark(
     config: str | TrainConfig,
     budget: str | Budget = "smoke",
@@ -392,5 +343,5 @@ def run_benchmark(
         f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS
     ) + "\n"
     (out / "benchmark.md").write_text(text)
-    plot(summary, per_seed, out, cfg.family)
+    plot_benchmark(summary, per_seed, out, cfg.family)
     return report

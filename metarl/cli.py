@@ -13,9 +13,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
+from metarl.benchmark import run_benchmark
+from metarl.check_env import check_family, format_results
 from metarl.config import load_config, packaged_configs
 from metarl.errors import ConfigError, MetarlError
+from metarl.evaluate import StepResult, evaluate_run, format_table
 from metarl.learners import LEARNERS
+from metarl.logger import read_csv
+from metarl.trainer import Trainer
 
 USER_ERRORS = (MetarlError, FloatingPointError)
 """What the CLI prints as one ``error:`` line: every metarl error, and a diverged computation."""
@@ -77,8 +84,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from metarl.trainer import Trainer
-
     if args.resume:
         if args.config or args.overrides or args.learner:
             raise ConfigError("--resume continues a run with its saved config; do not pass --config, --set or --learner with it.")
@@ -91,8 +96,6 @@ def _train(args: argparse.Namespace) -> None:
         trainer = Trainer(config, run_dir, progress=not args.no_progress)
         print(f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} (device {trainer.device}, {trainer.threads} torch threads)")
     trainer.train()
-    from metarl.logger import read_csv
-
     rows = read_csv(trainer.run_dir / "progress.csv")
     if rows:
         last = rows[-10:]
@@ -103,8 +106,6 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from metarl.evaluate import StepResult, evaluate_run, format_table
-
     report = evaluate_run(args.run_dir, num_tasks=args.tasks, episodes_per_task=args.episodes, max_steps=args.steps, seed=args.seed, checkpoint=args.checkpoint)
     results = [StepResult(**r) for r in report["results"]]
     print(f"{report['family']} at iteration {report['iteration']}: {report['num_tasks']} held-out tasks (seed {report['task_seed']}), {report['episodes_per_task']} episodes each")
@@ -113,8 +114,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from metarl.benchmark import run_benchmark
-
     name = Path(args.config).stem
     out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
     try:
@@ -129,10 +128,6 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 def _check_env(args: argparse.Namespace) -> int:
     """Print one line per check; 1 if any failed, else 0."""
-    import yaml
-
-    from metarl.check_env import check_family, format_results
-
     kwargs = {}
     for item in args.kwargs:
         key, sep, value = item.partition("=")

@@ -23,8 +23,10 @@ from metarl.config import config_from_dict
 from metarl.adaptation import Adaptation, InnerLoop
 from metarl.learners.base import MetaLearner
 from metarl.learners import make_learner
+from metarl.plots import plot_adaptation
 from metarl.policies import Params, Policy
 from metarl.sampler import Sampler
+from metarl.stats import normal_interval
 from metarl.families import make_family
 from metarl.task_api import seed_family
 from metarl.runtime import build_policy, configure_threads, seed_streams
@@ -72,8 +74,8 @@ def summarize(returns: np.ndarray) -> list[StepResult]:
     """Mean and 95% CI per adaptation step from ``[steps, tasks]`` per-task returns."""
     results = []
     for step, r in enumerate(returns):
-        std = float(r.std(ddof=1)) if r.size > 1 else 0.0
-        results.append(StepResult(step, float(r.mean()), 1.96 * std / math.sqrt(r.size), std, int(r.size)))
+        mean, half, std = normal_interval(r)
+        results.append(StepResult(step, mean, half, std, int(r.size)))
     return results
 
 
@@ -82,28 +84,6 @@ def format_table(results: list[StepResult]) -> str:
     lines = [f"{'adaptation steps':>16}  {'mean return':>12}  {'95% CI':>10}  {'tasks':>6}"]
     lines += [f"{r.steps:>16d}  {r.mean:>12.2f}  {'+/- ' + format(r.ci95, '.2f'):>10}  {r.num_tasks:>6d}" for r in results]
     return "\n".join(lines)
-
-
-def plot_results(results: list[StepResult], path: Path, title: str) -> Path | None:
-    """Error-bar plot of return vs. adaptation steps; ``None`` without the plot extra."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.errorbar([r.steps for r in results], [r.mean for r in results], yerr=[r.ci95 for r in results], marker="o", capsize=4)
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("mean return (95% CI)")
-    ax.set_xticks([r.steps for r in results])
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def evaluate_run(
@@ -164,5 +144,5 @@ def evaluate_run(
         "per_task_returns": returns.tolist(),
     }
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
-    plot_results(results, run_dir / "eval.png", f"{config.family}, iteration {report['iteration']}")
+    plot_adaptation(results, run_dir / "eval.png", f"{config.family}, iteration {report['iteration']}")
     return report

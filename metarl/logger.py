@@ -4,30 +4,44 @@ from __future__ import annotations
 
 import csv
 import warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-COLUMNS = [
-    "iteration",
-    "pre_return",
-    "post_return",
-    "loss_before",
-    "loss_after",
-    "kl",
-    "step_accepted",
-    "step_fraction",
-    "ls_backtracks",
-    "grad_norm",
-    "env_steps",
-    "total_env_steps",
-    "sample_seconds",
-    "update_seconds",
-    "adapt_seconds",
-    "grad_seconds",
-    "cg_seconds",
-    "line_search_seconds",
-    "env_steps_per_second",
-]
+@dataclass(frozen=True)
+class IterationRow:
+    """One meta-iteration as logged: one row of ``progress.csv`` (its columns, in order)."""
+
+    iteration: int
+    pre_return: float
+    """Mean return of the episodes sampled before adaptation (the first inner phase)."""
+    post_return: float
+    """Mean return of the episodes sampled with the adapted parameters."""
+    loss_before: float
+    loss_after: float
+    kl: float
+    """Mean KL(old || new) of the post-adaptation policies after the meta-update."""
+    step_accepted: int
+    step_fraction: float
+    ls_backtracks: int
+    grad_norm: float
+    env_steps: int
+    total_env_steps: int
+    sample_seconds: float
+    update_seconds: float
+    """Adaptation plus meta-update."""
+    adapt_seconds: float
+    grad_seconds: float
+    cg_seconds: float
+    line_search_seconds: float
+    env_steps_per_second: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as ``{column: value}``, in column order."""
+        return asdict(self)
+
+
+COLUMNS = [f.name for f in fields(IterationRow)]
 TIMING_COLUMNS = ("sample_seconds", "update_seconds", "adapt_seconds", "grad_seconds", "cg_seconds", "line_search_seconds", "env_steps_per_second")
 
 

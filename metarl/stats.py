@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -97,6 +97,22 @@ def stratified_bootstrap_ci(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def normal_interval(values: Any, z: float = 1.96) -> tuple[float, float, float]:
+    """``(mean, z * standard error, sample standard deviation)`` of a 1-D sample (95% by default).
+
+    The normal approximation, for many values (per-task returns); a single value has
+    half-width and deviation 0. ``t_interval`` is the one for few values (per-seed means).
+
+    Raises:
+        ValueError: No values.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size == 0:
+        raise ValueError("A confidence interval needs at least one value.")
+    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return float(values.mean()), z * std / math.sqrt(values.size), std
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:

@@ -16,25 +16,25 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from metarl.callbacks import Callback, CheckpointEvery, ProgressBar, RowFunction, as_callbacks
 from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
 from metarl.errors import CheckpointError
 from metarl.config import TrainConfig, config_from_dict, load_config
-from metarl.logger import RunLogger
+from metarl.logger import IterationRow, RunLogger
 from metarl.learners import make_learner
+from metarl.plots import plot_learning_curve
 from metarl.policies import Policy
 from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
 from metarl.sampler import Sampler
 from metarl.families import make_family
 from metarl.task_api import seed_family
-from metarl.errors import RunExistsError
+from metarl.errors import RunExistsError, TrainingDivergedError
 
-Callback = Callable[[int, dict[str, Any]], None]
 
 
 
@@ -45,18 +45,20 @@ class Trainer:
         config: The validated config.
         run_dir: Where config, logs and checkpoints go (created if missing).
         progress: Show a progress bar.
-        callbacks: Called as ``callback(iteration, row)`` after every iteration.
+        callbacks: ``metarl.callbacks.Callback`` objects or functions ``f(iteration, row)``,
+            called after every iteration (after the progress bar and the checkpoint); one
+            returning ``False`` stops the run (resumable: a checkpoint is written).
 
     Example:
         >>> trainer = Trainer(load_config("2d-navigation", ["num_iterations=5"]), "runs/demo")
         >>> rows = trainer.train()
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True, callbacks: list[Callback] | None = None) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback | RowFunction] | None = None) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.callbacks = list(callbacks or [])
+        self.callbacks = as_callbacks(callbacks)
         self.threads = configure_threads(config.torch_threads)
         self.device = resolve_device(config.device)
         seeds = seed_streams(config.seed)
@@ -163,27 +165,27 @@ class Trainer:
         env_steps = sum(e.num_steps for e in trains) + valid.num_steps
         self.iteration += 1
         self.total_env_steps += env_steps
-        return {
-            "iteration": self.iteration,
-            "pre_return": float(trains[0].episode_returns().mean()),
-            "post_return": float(valid.episode_returns().mean()),
-            "loss_before": stats.loss_before,
-            "loss_after": stats.loss_after,
-            "kl": stats.kl_after,
-            "step_accepted": int(stats.accepted),
-            "step_fraction": stats.step_fraction,
-            "ls_backtracks": stats.backtracks,
-            "grad_norm": stats.grad_norm,
-            "env_steps": env_steps,
-            "total_env_steps": self.total_env_steps,
-            "sample_seconds": sample_time,
-            "update_seconds": update_time + adapt_time,
-            "adapt_seconds": adapt_time,
-            "grad_seconds": stats.grad_seconds,
-            "cg_seconds": stats.cg_seconds,
-            "line_search_seconds": stats.line_search_seconds,
-            "env_steps_per_second": env_steps / max(sample_time, 1e-9),
-        }
+        return IterationRow(
+            iteration=self.iteration,
+            pre_return=float(trains[0].episode_returns().mean()),
+            post_return=float(valid.episode_returns().mean()),
+            loss_before=stats.loss_before,
+            loss_after=stats.loss_after,
+            kl=stats.kl_after,
+            step_accepted=int(stats.accepted),
+            step_fraction=stats.step_fraction,
+            ls_backtracks=stats.backtracks,
+            grad_norm=stats.grad_norm,
+            env_steps=env_steps,
+            total_env_steps=self.total_env_steps,
+            sample_seconds=sample_time,
+            update_seconds=update_time + adapt_time,
+            adapt_seconds=adapt_time,
+            grad_seconds=stats.grad_seconds,
+            cg_seconds=stats.cg_seconds,
+            line_search_seconds=stats.line_search_seconds,
+            env_steps_per_second=env_steps / max(sample_time, 1e-9),
+        ).as_dict()
 
     def train(self) -> list[dict[str, Any]]:
         """Train up to ``config.num_iterations``; returns the rows logged by this call.
@@ -200,60 +202,28 @@ class Trainer:
         self.config.save(self.run_dir / "config.yaml")
         logger = RunLogger(self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None)
         rows: list[dict[str, Any]] = []
-        bar = tqdm(total=self.config.num_iterations, initial=self.iteration, disable=not self.progress, desc="meta-train", unit="it", dynamic_ncols=True)
+        callbacks = [*([ProgressBar()] if self.progress else []), CheckpointEvery(self.config.checkpoint_every), *self.callbacks]
         try:
-            if self.iteration == 0:
-                self.save()  # the initial policy, so even iteration 1 can be resumed from
+            for callback in callbacks:
+                callback.on_train_start(self)
             while self.iteration < self.config.num_iterations:
                 row = self.run_iteration()
                 for key in ("pre_return", "post_return"):
                     if not math.isfinite(row[key]):
-                        raise FloatingPointError(f"{key} is {row[key]} at iteration {self.iteration}: the policy diverged.")
+                        raise TrainingDivergedError(f"{key} is {row[key]} at iteration {self.iteration}: the policy diverged.")
                 logger.log(row)
                 rows.append(row)
-                bar.update(1)
-                bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}", kl=f"{row['kl']:.4f}")
-                if self.iteration % self.config.checkpoint_every == 0 or self.iteration == self.config.num_iterations:
-                    self.save()
-                for callback in self.callbacks:
-                    callback(self.iteration, row)
+                go_on = [callback.on_iteration(self, row) for callback in callbacks]  # every callback sees every row
+                if not all(go_on):
+                    break
+            for callback in callbacks:
+                callback.on_train_end(self)
         finally:
-            bar.close()
+            for callback in callbacks:
+                callback.close()
             logger.close()
         plot_learning_curve(self.run_dir)
         return rows
-
-
-def plot_learning_curve(run_dir: str | Path) -> Path | None:
-    """Plot pre- and post-adaptation return per iteration to ``learning_curve.png``.
-
-    Returns ``None`` (and writes nothing) without the ``plot`` extra.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    from metarl.logger import read_csv
-
-    rows = read_csv(Path(run_dir) / "progress.csv")
-    if not rows:
-        return None
-    it = [int(r["iteration"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(it, [float(r["pre_return"]) for r in rows], label="before adaptation")
-    ax.plot(it, [float(r["post_return"]) for r in rows], label="after adaptation")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("mean return")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(run_dir) / "learning_curve.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def train(config: TrainConfig | str, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = True) -> list[dict[str, Any]]:

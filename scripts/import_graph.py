@@ -2,15 +2,18 @@
 
     python scripts/import_graph.py            # summary: modules, edges, circles, deferred imports
     python scripts/import_graph.py --edges    # also every edge, "importer -> imported"
-    python scripts/import_graph.py --check    # exit 1 if there is a circle or a deferred internal import
+    python scripts/import_graph.py --check    # exit 1 on a circle or an import that points up
 
 Reads the source (nothing is imported): every ``import`` / ``from ... import`` of a
 ``metarl`` module in ``metarl/`` and ``envs/`` (which installs as ``metarl.envs``). An edge
 points from the importer to the imported module; a package's ``__init__`` counts as the
-package. A circle is a strongly connected component of more than one module. A
-*deferred* import is one inside a function body; those of optional dependencies
-(matplotlib, Ray, SB3) are fine and not listed, those of metarl's own modules are what a
-cycle is usually dodged with, so ``--check`` refuses them unless ``TYPE_CHECKING`` guards them.
+package; imports under ``if TYPE_CHECKING:`` are annotations only and not edges. A circle
+is a strongly connected component of more than one module, over module-level and
+*deferred* imports (inside a function) together, so a function-level import cannot hide
+one. ``LAYERS`` is the layering of ``docs/architecture.md``: a module may import its own
+layer and the layers below, never one above. Deferred imports are listed: the remaining
+ones load a heavy or optional part only when it is used (the CLI's subcommands, the
+batched MuJoCo backend that needs mujoco >= 4).
 """
 
 from __future__ import annotations
@@ -22,6 +25,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"metarl": ROOT / "metarl", "metarl.envs": ROOT / "envs"}
+
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("leaves", ("errors", "config", "task_api", "policies", "episodes", "linear_baseline", "estimators", "trpo", "stats", "logger", "checkpoint")),
+    ("task families", ("envs",)),
+    ("family ids", ("families",)),
+    ("sampling", ("sampler",)),
+    ("inner loop", ("adaptation",)),
+    ("learners", ("learners",)),
+    ("training", ("runtime", "plots", "callbacks", "trainer")),
+    ("protocols", ("evaluate", "exact", "reference_methods", "benchmark", "check_env", "report")),
+    ("entry points", ("cli", "")),
+]
+"""Bottom to top; names relative to ``metarl`` (a package name covers its modules; ``""`` is the package face)."""
+
+
+def layer_of(module: str) -> int:
+    """The index in ``LAYERS`` of a ``metarl`` module.
+
+    Raises:
+        KeyError: A module no layer names (add it to ``LAYERS``).
+    """
+    rel = module.removeprefix("metarl").removeprefix(".")
+    for i, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if rel == name or (name and rel.startswith(name + ".")):
+                return i
+    raise KeyError(f"{module} is in no layer of scripts/import_graph.py LAYERS: add it where it belongs.")
+
+
+def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """``(importer, imported)`` pairs where the imported module sits in a higher layer."""
+    return sorted((a, b) for a, targets in edges.items() for b in targets if layer_of(b) > layer_of(a))
 
 
 def module_files() -> dict[str, Path]:
@@ -147,10 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"circles (module-level and deferred imports together): {len(found)}")
     for c in found:
         print("  " + " <-> ".join(c))
+    up = upward(both)
+    print(f"imports that point up a layer: {len(up)}")
+    for a, b in up:
+        print(f"  {a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})")
     for m in sorted(deferred):
         for t in sorted(deferred[m]):
             print(f"  deferred: {m} imports {t} inside a function")
-    if args.check and (found or any(deferred.values())):
+    if args.check and (found or up):
         return 1
     return 0
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from metarl.benchmark import BUDGETS, METHODS, Budget, claim, format_table, get_budget, run_benchmark, summarize
-from metarl.ppo_baselines import NewTaskEachEpisode, TaskObservationEnv, policy_mean, sb3_to_metarl, task_vector, train_ppo
+from metarl.reference_methods import NewTaskEachEpisode, TaskObservationEnv, policy_mean, sb3_to_metarl, task_vector, train_ppo
 from metarl.families import make_family
 from metarl.task_api import seed_family
 
@@ -150,7 +150,7 @@ def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
     import matplotlib.axes
 
-    from metarl.benchmark import plot
+    from metarl.plots import plot_benchmark as plot
 
     drawn: list[str] = []
     original = matplotlib.axes.Axes.plot

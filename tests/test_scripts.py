@@ -58,3 +58,19 @@ def test_benchmark_script_runs_the_smoke_budget(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| pretrained |" in result.stdout and (tmp_path / "b" / "benchmark.json").is_file()
+
+
+def test_sinusoid_example_runs(tmp_path):
+    out = run("examples/sinusoid.py", "--iterations", "20", "--eval-tasks", "5")
+    assert out.returncode == 0, out.stderr
+    assert "maml: query MSE after 0..10 steps" in out.stdout and "pretrained: query MSE" in out.stdout
+
+
+def test_train_from_a_script_example_stops_through_its_callback(tmp_path):
+    run_dir = tmp_path / "run"
+    small = ["meta_batch_size=4", "episodes_per_task=4", "hidden_sizes=[16]", "torch_threads=1"]
+    out = run("examples/train_navigation.py", "--iterations", "3", "--run-dir", str(run_dir), "--stop-at", "-1000", "--set", *small)
+    assert out.returncode == 0, out.stderr
+    assert "trained 1 iterations" in out.stdout  # the callback stopped the run after iteration 1
+    assert (run_dir / "checkpoints" / "iter_000001.pt").is_file() and (run_dir / "eval.json").is_file()
+    assert "held-out return after 1 step(s)" in out.stdout

@@ -1,4 +1,4 @@
-"""Sinusoid regression with MAML (metarl.sinusoid) and its benchmark script."""
+"""Sinusoid regression with MAML (examples/sinusoid.py, importable as ``sinusoid``: tests/conftest.py) and its benchmark script."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from metarl.policies import stack_params
-from metarl.sinusoid import (
+from sinusoid import (
     SinusoidConfig,
     adapt,
     eval_generator,

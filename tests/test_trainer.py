@@ -99,3 +99,48 @@ def test_training_into_an_existing_run_refuses_and_keeps_its_files(tmp_path):
     assert main(["train", "--config", "2d-navigation", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set", *TINY]) == 2
     assert (tmp_path / "run" / "progress.csv").read_bytes() == before
     assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == last
+
+
+def test_a_callback_that_returns_false_stops_a_resumable_run(tmp_path):
+    """SB3-style: the row is logged and a checkpoint written, and --resume continues bit-identically."""
+    seen = []
+
+    def stop_after_two(iteration, row):
+        seen.append((iteration, row["iteration"]))
+        return iteration < 2
+
+    cfg = load_config("2d-navigation", TINY + ["num_iterations=4", "checkpoint_every=10", "seed=5"])
+    rows = Trainer(cfg, tmp_path / "stopped", progress=False, callbacks=[stop_after_two]).train()
+    assert [r["iteration"] for r in rows] == [1, 2] and seen == [(1, 1), (2, 2)]
+    assert len(read_csv(tmp_path / "stopped" / "progress.csv")) == 2
+    assert (tmp_path / "stopped" / "checkpoints" / "iter_000002.pt").is_file()  # between checkpoint_every marks
+    resumed = Trainer.resume(tmp_path / "stopped", progress=False)
+    assert resumed.iteration == 2
+    resumed.train()
+    Trainer(cfg, tmp_path / "full", progress=False).train()
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
+    assert strip(read_csv(tmp_path / "stopped" / "progress.csv")) == strip(read_csv(tmp_path / "full" / "progress.csv"))
+
+
+def test_callback_objects_see_start_every_row_and_end(tmp_path):
+    from metarl.callbacks import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.events = []
+
+        def on_train_start(self, trainer):
+            self.events.append(("start", trainer.iteration))
+
+        def on_iteration(self, trainer, row):
+            self.events.append(("row", row["iteration"]))
+            return True
+
+        def on_train_end(self, trainer):
+            self.events.append(("end", trainer.iteration))
+
+    recorder = Recorder()
+    Trainer(load_config("2d-navigation", TINY + ["num_iterations=2"]), tmp_path / "run", progress=False, callbacks=[recorder]).train()
+    assert recorder.events == [("start", 0), ("row", 1), ("row", 2), ("end", 2)]
+    with __import__("pytest").raises(TypeError, match="a metarl.callbacks.Callback or a function"):
+        Trainer(load_config("2d-navigation", TINY), tmp_path / "bad", progress=False, callbacks=[42])

@@ -1,4 +1,4 @@
-"""Baselines of the MAML paper's evaluation, trained with Stable-Baselines3 PPO.
+"""The reference methods MAML is compared with (the MAML paper's baselines), trained with Stable-Baselines3 PPO.
 
 * **pretrained**: PPO on the task family with a new task every episode (one policy for the
   whole task distribution), then fine-tuned like MAML;
