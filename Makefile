@@ -3,6 +3,7 @@
 #   make test    run the test suite (what CI runs, through .ci/run)
 #   make bench   run the benchmarks and write benchmarks/results/
 #   make typecheck  mypy on metarl/ and envs/
+#   make lint    ruff (style, imports, line length 120) and the import-graph check
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ TRAIN_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test test-all bench typecheck clean
+.PHONY: venv train test test-all lint bench typecheck clean
 
 venv: $(STAMP)
 
@@ -31,8 +32,13 @@ train: $(STAMP)
 	else $(VENV)/bin/metarl train --config 2d-navigation --run-dir $(RUN_DIR) $(TRAIN_ARGS); fi
 	$(VENV)/bin/metarl evaluate $(RUN_DIR)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/import_graph.py --check > /dev/null
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

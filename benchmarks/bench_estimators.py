@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from metarl.exact import maml_objective_and_grad, sample_meta_gradients
-from metarl.policies import CategoricalMLPPolicy
 from metarl.families import make_family
+from metarl.policies import CategoricalMLPPolicy
 from metarl.task_api import seed_family
 
 ESTIMATORS = ("plain", "lvc", "dice")
@@ -68,7 +68,14 @@ def run(family: str, num_tasks: int, episodes: int, batches: int, fast_lr: float
             p.add_(0.5 * torch.randn_like(p))
     horizon = env.spec.max_episode_steps
     value, exact = maml_objective_and_grad(policy.get_params(), [t.model() for t in tasks], fast_lr, horizon)
-    result: dict = {"family": family, "tasks": num_tasks, "episodes_per_task": episodes, "batches": batches, "fast_lr": fast_lr, "horizon": horizon}
+    result: dict = {
+        "family": family,
+        "tasks": num_tasks,
+        "episodes_per_task": episodes,
+        "batches": batches,
+        "fast_lr": fast_lr,
+        "horizon": horizon,
+    }
     result.update(exact_objective=value, exact_grad_norm=float(exact.norm()), estimators={})
     for estimator in ESTIMATORS:
         t0 = time.perf_counter()
@@ -82,13 +89,20 @@ def to_markdown(results: list[dict]) -> str:
     lines.append("mean_z2 = mean over parameters of ((average - exact) / standard error)^2: about 1 if unbiased.")
     lines.append("")
     for r in results:
-        lines.append(f"## {r['family']}: {r['tasks']} tasks x {r['episodes_per_task']} episodes x {r['batches']} batches, fast_lr {r['fast_lr']}, |exact grad| {r['exact_grad_norm']:.4g}")
+        lines.append(
+            f"## {r['family']}: {r['tasks']} tasks x {r['episodes_per_task']} episodes x {r['batches']} batches, "
+            f"fast_lr {r['fast_lr']}, |exact grad| {r['exact_grad_norm']:.4g}"
+        )
         lines.append("")
-        lines.append("| estimator | cosine | relative error | mean z^2 | max abs z | per-batch variance | single-batch rel. error |")
+        lines.append(
+            "| estimator | cosine | relative error | mean z^2 | max abs z | per-batch variance | single-batch rel. "
+            "error |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         for name, s in r["estimators"].items():
             lines.append(
-                f"| {name} | {s['cosine']:.5f} | {s['relative_error']:.4f} | {s['mean_z2']:.2f} | {s['max_abs_z']:.1f} | {s['per_batch_variance']:.3e} | {s['relative_error_single_batch']:.3f} |"
+                f"| {name} | {s['cosine']:.5f} | {s['relative_error']:.4f} | {s['mean_z2']:.2f} | {s['max_abs_z']:.1f} "
+                f"| {s['per_batch_variance']:.3e} | {s['relative_error_single_batch']:.3f} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -98,14 +112,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["TabularMDP", "Bandit"])
     parser.add_argument("--tasks", type=int, default=4)
-    parser.add_argument("--episodes", type=int, nargs="+", default=[100], help="episodes per task and phase in one meta-batch (one run per value)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        default=[100],
+        help="episodes per task and phase in one meta-batch (one run per value)",
+    )
     parser.add_argument("--batches", type=int, default=1000, help="independent meta-batches per estimator")
     parser.add_argument("--fast-lr", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    results = [run(f, args.tasks, n, args.batches, args.fast_lr, args.seed) for f in args.families for n in args.episodes]
+    results = [
+        run(f, args.tasks, n, args.batches, args.fast_lr, args.seed) for f in args.families for n in args.episodes
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "estimators.json").write_text(json.dumps(results, indent=2))
     (args.out / "estimators.md").write_text(to_markdown(results))

@@ -39,7 +39,9 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 EVAL_SEED = 424242
 
 
-def run_one(method: str, seed: int, iterations: int, work: str, eval_tasks: int, episodes: int, extra: list[str]) -> dict[str, Any]:
+def run_one(
+    method: str, seed: int, iterations: int, work: str, eval_tasks: int, episodes: int, extra: list[str]
+) -> dict[str, Any]:
     """Train one (method, seed) and evaluate it; runs in a worker process."""
     import torch
 
@@ -49,7 +51,18 @@ def run_one(method: str, seed: int, iterations: int, work: str, eval_tasks: int,
     from metarl.trainer import Trainer
 
     config_name, overrides = METHODS[method]
-    cfg = load_config(config_name, [*overrides, f"num_iterations={iterations}", f"seed={seed}", "torch_threads=1", "tensorboard=false", f"checkpoint_every={iterations}", *extra])
+    cfg = load_config(
+        config_name,
+        [
+            *overrides,
+            f"num_iterations={iterations}",
+            f"seed={seed}",
+            "torch_threads=1",
+            "tensorboard=false",
+            f"checkpoint_every={iterations}",
+            *extra,
+        ],
+    )
     run_dir = Path(work) / f"{method.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
     t0 = time.perf_counter()
     rows = Trainer(cfg, run_dir, progress=False).train()
@@ -97,14 +110,18 @@ def table(summary: dict[str, Any], iterations: int, seeds: list[int], eval_tasks
         "Mean and IQM over seeds x tasks with stratified-bootstrap 95% CIs; 'seed means' are the per-seed means "
         "with a 95% t interval over seeds.",
         "",
-        "| method | before: mean [95% CI] | after 1 step: mean [95% CI] | after: IQM [95% CI] | after: seed means (t 95%) | env steps |",
+        "| method | before: mean [95% CI] | after 1 step: mean [95% CI] | after: IQM [95% CI] | after: seed means (t "
+        "95%) | env steps |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for method, s in summary.items():
         b, a = s["before"], s["after"]
-        seeds_txt = ", ".join(f"{m:.1f}" for m in a["seed_means"]) + (f" (+-{a['seed_t_halfwidth']:.1f})" if np.isfinite(a["seed_t_halfwidth"]) else "")
+        seeds_txt = ", ".join(f"{m:.1f}" for m in a["seed_means"]) + (
+            f" (+-{a['seed_t_halfwidth']:.1f})" if np.isfinite(a["seed_t_halfwidth"]) else ""
+        )
         lines.append(
-            f"| {method} | {b['mean']:.2f} [{b['mean_ci'][0]:.2f}, {b['mean_ci'][1]:.2f}] | **{a['mean']:.2f}** [{a['mean_ci'][0]:.2f}, {a['mean_ci'][1]:.2f}] "
+            f"| {method} | {b['mean']:.2f} [{b['mean_ci'][0]:.2f}, {b['mean_ci'][1]:.2f}] | **{a['mean']:.2f}** "
+            f"[{a['mean_ci'][0]:.2f}, {a['mean_ci'][1]:.2f}] "
             f"| {a['iqm']:.2f} [{a['iqm_ci'][0]:.2f}, {a['iqm_ci'][1]:.2f}] | {seeds_txt} | {s['total_env_steps']:,} |"
         )
     return "\n".join(lines) + "\n"
@@ -129,7 +146,15 @@ def plot(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> boo
         ax1.fill_between(x, smooth.min(0), smooth.max(0), color=line.get_color(), alpha=0.15)
         for j, phase in enumerate(("before", "after")):
             s = summary[method][phase]
-            ax2.errorbar(i + (j - 0.5) * 0.3, s["mean"], yerr=[[s["mean"] - s["mean_ci"][0]], [s["mean_ci"][1] - s["mean"]]], fmt="o" if j else "s", color=line.get_color(), capsize=3, alpha=1.0 if j else 0.5)
+            ax2.errorbar(
+                i + (j - 0.5) * 0.3,
+                s["mean"],
+                yerr=[[s["mean"] - s["mean_ci"][0]], [s["mean_ci"][1] - s["mean"]]],
+                fmt="o" if j else "s",
+                color=line.get_color(),
+                capsize=3,
+                alpha=1.0 if j else 0.5,
+            )
     ax1.set_xlabel("meta-iteration")
     ax1.set_ylabel("post-adaptation return (training tasks)")
     ax1.set_title("learning curves (mean, range over seeds)")
@@ -152,31 +177,49 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--eval-tasks", type=int, default=100)
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and step in the evaluation")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs in parallel, one torch thread each")
-    parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_learners"), help="run directories (not committed)")
+    parser.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs in parallel, one torch thread each"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path("runs/bench_learners"), help="run directories (not committed)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides for every run (smoke tests)")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], help="extra config overrides for every run (smoke tests)"
+    )
     args = parser.parse_args()
     if args.iterations < 1 or args.eval_tasks < 1 or args.episodes < 1 or args.jobs < 1:
         parser.error("--iterations, --eval-tasks, --episodes and --jobs must be >= 1.")
     if args.work_dir.exists() and any(args.work_dir.iterdir()):
-        parser.error(f"{args.work_dir} is not empty; remove it or pass another --work-dir (runs are never overwritten).")
+        parser.error(
+            f"{args.work_dir} is not empty; remove it or pass another --work-dir (runs are never overwritten)."
+        )
     jobs = [(m, s) for m in args.methods for s in args.seeds]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, m, s, args.iterations, str(args.work_dir), args.eval_tasks, args.episodes, args.overrides) for m, s in jobs]
+        futures = [
+            pool.submit(
+                run_one, m, s, args.iterations, str(args.work_dir), args.eval_tasks, args.episodes, args.overrides
+            )
+            for m, s in jobs
+        ]
         runs = []
         for f in futures:
             runs.append(f.result())
             r = runs[-1]
             after = np.mean(r["eval_returns"][1])
-            print(f"{r['method']:>18} seed {r['seed']}: held-out return after one step {after:.2f} ({r['train_seconds']:.0f} s)", flush=True)
+            print(
+                f"{r['method']:>18} seed {r['seed']}: held-out return after one step {after:.2f} "
+                f"({r['train_seconds']:.0f} s)",
+                flush=True,
+            )
     summary = summarize(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    meta = {"iterations": args.iterations, "seeds": args.seeds, "eval_tasks": args.eval_tasks, "eval_episodes": args.episodes, "eval_seed": EVAL_SEED,
-            "jobs": args.jobs, "torch_threads_per_job": 1, "overrides": args.overrides, "wall_seconds": time.perf_counter() - t0,
+    meta = {"iterations": args.iterations, "seeds": args.seeds, "eval_tasks": args.eval_tasks,
+            "eval_episodes": args.episodes, "eval_seed": EVAL_SEED, "jobs": args.jobs, "torch_threads_per_job": 1,
+            "overrides": args.overrides, "wall_seconds": time.perf_counter() - t0,
             "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count()}  # fmt: skip
     (args.out / "learners.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
     (args.out / "learners.md").write_text(table(summary, args.iterations, args.seeds, args.eval_tasks))

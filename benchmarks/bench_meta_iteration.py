@@ -80,7 +80,14 @@ def top_ops(overrides: list[str], n: int = 8) -> list[dict]:
 def time_config_only(args: argparse.Namespace) -> None:
     """Seconds per meta-iteration of one config as it is; writes meta_iteration_<config>.*."""
     r = measure([], args.iterations, args.warmup)
-    report = {"config": args.config, "overrides": args.overrides, "iterations": args.iterations, "warmup": args.warmup, "torch": torch.__version__, **r}
+    report = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "torch": torch.__version__,
+        **r,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"meta_iteration_{args.config}.json").write_text(json.dumps(report, indent=1))
     parts = ", ".join(f"{p.removesuffix('_seconds').replace('_', ' ')} {r[p]:.3f}" for p in PARTS)
@@ -88,7 +95,8 @@ def time_config_only(args: argparse.Namespace) -> None:
         f"# Seconds per meta-iteration, {args.config} {' '.join(args.overrides)}\n\n"
         f"torch {torch.__version__}, medians of {args.iterations} iterations after {args.warmup} warm-up.\n\n"
         f"{r['seconds_per_iteration']:.2f} s per meta-iteration ({parts}); "
-        f"sampler {r['sampler_env_steps_per_second']:,.0f} env-steps/s, end to end {r['env_steps_per_second_end_to_end']:,.0f} env-steps/s.\n"
+        f"sampler {r['sampler_env_steps_per_second']:,.0f} env-steps/s, end to end "
+        f"{r['env_steps_per_second_end_to_end']:,.0f} env-steps/s.\n"
     )
     (args.out / f"meta_iteration_{args.config}.md").write_text(text)
     print(text)
@@ -99,9 +107,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every variant (smoke tests)")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], help="config overrides for every variant (smoke tests)"
+    )
     parser.add_argument("--config", default="2d-navigation", help="packaged config to time (default 2d-navigation)")
-    parser.add_argument("--default-only", action="store_true", help="time only the config as it is (no variants, no reference)")
+    parser.add_argument(
+        "--default-only", action="store_true", help="time only the config as it is (no variants, no reference)"
+    )
     args = parser.parse_args()
     EXTRA[:] = args.overrides
     CONFIG[0] = args.config
@@ -112,13 +124,25 @@ def main() -> None:
         ("metarl, curvature every 10th episode, 2 threads", ["curvature_subsample=10", "torch_threads=2"], False),
         ("metarl, curvature on all episodes (exact), 2 threads", ["curvature_subsample=1", "torch_threads=2"], False),
         ("metarl, curvature every 5th episode, 1 thread", ["curvature_subsample=5", "torch_threads=1"], False),
-        ("reference: textbook third-order HVP, all episodes, 2 threads", ["curvature_subsample=1", "torch_threads=2"], True),
+        (
+            "reference: textbook third-order HVP, all episodes, 2 threads",
+            ["curvature_subsample=1", "torch_threads=2"],
+            True,
+        ),
     ]
     results = {}
     for name, overrides, exact in variants:
-        results[name] = {"overrides": overrides, "exact_hvp": exact, **measure(overrides, args.iterations, args.warmup, exact)}
+        results[name] = {
+            "overrides": overrides,
+            "exact_hvp": exact,
+            **measure(overrides, args.iterations, args.warmup, exact),
+        }
         r = results[name]
-        print(f"{name}: {r['seconds_per_iteration']:.3f} s/it (sampling {r['sample_seconds']:.3f}, update {r['update_seconds']:.3f})", flush=True)
+        print(
+            f"{name}: {r['seconds_per_iteration']:.3f} s/it (sampling {r['sample_seconds']:.3f}, update "
+            f"{r['update_seconds']:.3f})",
+            flush=True,
+        )
     ref = results[variants[-1][0]]["seconds_per_iteration"]
     for r in results.values():
         r["speedup_vs_textbook_hvp"] = ref / r["seconds_per_iteration"]
@@ -143,18 +167,24 @@ def main() -> None:
         "# Seconds per meta-iteration, 2D navigation default config",
         "",
         f"torch {torch.__version__}, medians of {args.iterations} iterations after {args.warmup} warm-up. "
-        f"pytorch-maml-rl: {PYTORCH_MAML_RL_SECONDS} s (quoted, measured on this machine type while planning). Target: 0.35 s.",
+        f"pytorch-maml-rl: {PYTORCH_MAML_RL_SECONDS} s (quoted, measured on this machine type while planning). Target: "
+        "0.35 s.",
         "",
-        "| variant | s / iteration | sampling | adapt | meta-gradient | CG + HVPs | line search | x textbook HVP | x pytorch-maml-rl |",
+        "| variant | s / iteration | sampling | adapt | meta-gradient | CG + HVPs | line search | x textbook HVP | x "
+        "pytorch-maml-rl |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | {r['seconds_per_iteration']:.3f} | {r['sample_seconds']:.3f} | {r['adapt_seconds']:.3f} | {r['grad_seconds']:.3f} | "
-            f"{r['cg_seconds']:.3f} | {r['line_search_seconds']:.3f} | {r['speedup_vs_textbook_hvp']:.1f} | {r['speedup_vs_pytorch_maml_rl_quoted']:.1f} |"
+            f"| {name} | {r['seconds_per_iteration']:.3f} | {r['sample_seconds']:.3f} | {r['adapt_seconds']:.3f} | "
+            f"{r['grad_seconds']:.3f} | "
+            f"{r['cg_seconds']:.3f} | {r['line_search_seconds']:.3f} | {r['speedup_vs_textbook_hvp']:.1f} | "
+            f"{r['speedup_vs_pytorch_maml_rl_quoted']:.1f} |"
         )
     lines += ["", "Top operators (self CPU time), curvature every 5th episode:", ""]
-    lines += [f"- {o['op']}: {100 * o['share']:.1f}% ({o['calls']} calls)" for o in report["profile_top_ops_subsample5"]]
+    lines += [
+        f"- {o['op']}: {100 * o['share']:.1f}% ({o['calls']} calls)" for o in report["profile_top_ops_subsample5"]
+    ]
     (args.out / "meta_iteration.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -53,9 +53,9 @@ from mujoco import rollout as mj_rollout
 import metarl
 import metarl.sampler as sampler_module
 from metarl.envs.mujoco.batch import BatchedMujocoEnv, available_cpus
+from metarl.families import make_family
 from metarl.policies import make_policy
 from metarl.sampler import Sampler
-from metarl.families import make_family
 from metarl.task_api import seed_family
 
 RESULTS = Path(__file__).parent / "results"
@@ -75,7 +75,9 @@ class SamplerRun:
     """One ``Sampler.sample`` per call, on the batched backend or (``fallback``) through the
     Gymnasium vector env, as for a family without ``make_batched``."""
 
-    def __init__(self, family: str, k: int, n: int, horizon: int, fallback: bool = False, env_kwargs: dict | None = None) -> None:
+    def __init__(
+        self, family: str, k: int, n: int, horizon: int, fallback: bool = False, env_kwargs: dict | None = None
+    ) -> None:
         env_kwargs = env_kwargs or {}
         env = make_family(family, **env_kwargs)
         torch.manual_seed(0)
@@ -194,11 +196,27 @@ def memory_child(num_envs: int) -> None:
     sampler = Sampler("HalfCheetahVel", policy, seed=0)
     episodes = sampler.sample(policy.get_params(), tasks_for("HalfCheetahVel", k), n)
     peak = peak_rss_mb()
-    print(json.dumps({"num_envs": k * n, "horizon": sampler.horizon, "steps": int(episodes.mask.sum()), "rss_after_imports_mb": before, "peak_rss_mb": peak}))
+    print(
+        json.dumps(
+            {
+                "num_envs": k * n,
+                "horizon": sampler.horizon,
+                "steps": int(episodes.mask.sum()),
+                "rss_after_imports_mb": before,
+                "peak_rss_mb": peak,
+            }
+        )
+    )
 
 
 def measure_memory(num_envs: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(num_envs)], capture_output=True, text=True, check=True, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(num_envs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1200,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["target_mb"] = TARGET_MEMORY_MB
     result["meets_target"] = result["peak_rss_mb"] < TARGET_MEMORY_MB
@@ -209,18 +227,25 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = [
         "# MuJoCo sampler: closed-loop env-steps/s vs the simulator's ceiling",
         "",
-        f"{report['tasks']} tasks x {report['episodes_per_task']} episodes = {report['num_envs']} envs, horizon {report['horizon']}, "
-        f"Gaussian 64-64 tanh MLP policy, medians of {report['repeats']} interleaved rounds (ratios: medians of per-round ratios). {report['machine']}; "
-        f"MuJoCo threads {report['threads']['mujoco_threads']}, torch threads in the rollout {report['threads']['torch_threads_in_rollout']}. "
-        f"Load average (1 min) {report['load_average_start'][0]:.2f} at the start, {report['load_average_end'][0]:.2f} at the end.",
+        f"{report['tasks']} tasks x {report['episodes_per_task']} episodes = {report['num_envs']} envs, horizon "
+        f"{report['horizon']}, "
+        f"Gaussian 64-64 tanh MLP policy, medians of {report['repeats']} interleaved rounds (ratios: medians of "
+        f"per-round ratios). {report['machine']}; "
+        f"MuJoCo threads {report['threads']['mujoco_threads']}, torch threads in the rollout "
+        f"{report['threads']['torch_threads_in_rollout']}. "
+        f"Load average (1 min) {report['load_average_start'][0]:.2f} at the start, {report['load_average_end'][0]:.2f} "
+        "at the end.",
         "",
-        "| robot | batched sampler | (a) ceiling: open-loop rollout | (b) SyncVectorEnv sampler | vs ceiling | vs SyncVectorEnv | live steps |",
+        "| robot | batched sampler | (a) ceiling: open-loop rollout | (b) SyncVectorEnv sampler | vs ceiling | vs "
+        "SyncVectorEnv | live steps |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["robots"].items():
         lines.append(
-            f"| {name} | {r['batched_sampler']['env_steps_per_second']:,.0f} | {r['ceiling_open_loop_rollout']['env_steps_per_second']:,.0f} | "
-            f"{r['sync_vector_env_sampler']['env_steps_per_second']:,.0f} | {r['ratio_to_ceiling']:.2f}x | {r['ratio_to_sync_vector_env']:.2f}x | "
+            f"| {name} | {r['batched_sampler']['env_steps_per_second']:,.0f} | "
+            f"{r['ceiling_open_loop_rollout']['env_steps_per_second']:,.0f} | "
+            f"{r['sync_vector_env_sampler']['env_steps_per_second']:,.0f} | {r['ratio_to_ceiling']:.2f}x | "
+            f"{r['ratio_to_sync_vector_env']:.2f}x | "
             f"{r['batched_sampler']['live_step_fraction']:.0%} |"
         )
     ant = report["robots"].get("AntVel", {})
@@ -228,24 +253,32 @@ def write_markdown(report: dict, path: Path) -> None:
         sync = ant["sync_vector_env_sampler"]
         lines += [
             "",
-            f"AntVel episodes fall (the untrained policy's live steps: {ant['batched_sampler']['live_step_fraction']:.0%}); the batched backend "
+            "AntVel episodes fall (the untrained policy's live steps: "
+            f"{ant['batched_sampler']['live_step_fraction']:.0%}); the batched backend "
             f"stops stepping them, the SyncVectorEnv path keeps stepping (and auto-resetting) every env: "
-            f"{sync['stepped_env_steps_per_second']:,.0f} env-steps/s simulated there, of which {sync['env_steps_per_second']:,.0f} live. "
-            f"With every episode live for the whole horizon, as in the ceiling (`terminate_when_unhealthy=False`), the batched sampler runs "
-            f"{ant['batched_sampler_no_termination']['env_steps_per_second']:,.0f} env-steps/s = {ant['ratio_to_ceiling_no_termination']:.2f}x the ceiling.",
+            f"{sync['stepped_env_steps_per_second']:,.0f} env-steps/s simulated there, of which "
+            f"{sync['env_steps_per_second']:,.0f} live. "
+            "With every episode live for the whole horizon, as in the ceiling (`terminate_when_unhealthy=False`), the "
+            "batched sampler runs "
+            f"{ant['batched_sampler_no_termination']['env_steps_per_second']:,.0f} env-steps/s = "
+            f"{ant['ratio_to_ceiling_no_termination']:.2f}x the ceiling.",
             "",
-            f"Ant's exact contact forces (persistent batch, `get_data` + `mj_rnePostConstraint` per live episode and step), same run without "
+            "Ant's exact contact forces (persistent batch, `get_data` + `mj_rnePostConstraint` per live episode and "
+            "step), same run without "
             f"termination: {ant['batched_sampler_no_termination']['env_steps_per_second']:,.0f} env-steps/s with them, "
-            f"{ant['batched_sampler_no_termination_no_contact_forces']['env_steps_per_second']:,.0f} for an Ant that neither observes nor pays for them "
+            f"{ant['batched_sampler_no_termination_no_contact_forces']['env_steps_per_second']:,.0f} for an Ant that "
+            "neither observes nor pays for them "
             f"({ant['contact_force_cost']:.0%} slower).",
         ]
     m = report["memory"]
     lines += [
         "",
         f"Peak resident memory of a process sampling {m['num_envs']} HalfCheetahVel envs x {m['horizon']} steps: "
-        f"{m['peak_rss_mb']:,.0f} MB ({m['rss_after_imports_mb']:,.0f} MB after imports), target < {m['target_mb']} MB.",
+        f"{m['peak_rss_mb']:,.0f} MB ({m['rss_after_imports_mb']:,.0f} MB after imports), target < {m['target_mb']} "
+        "MB.",
         "",
-        f"Targets: >= {TARGET_CEILING_RATIO}x the ceiling and >= {TARGET_SYNC_RATIO}x SyncVectorEnv. Env-steps count live episodes' steps; "
+        f"Targets: >= {TARGET_CEILING_RATIO}x the ceiling and >= {TARGET_SYNC_RATIO}x SyncVectorEnv. Env-steps count "
+        "live episodes' steps; "
         "the ceiling's random controls are clip(N(0, 1)) per env step, like the untrained policy's actions.",
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -272,7 +305,10 @@ def main() -> None:
         "num_envs": k * n,
         "horizon": horizon,
         "repeats": repeats,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, mujoco {mujoco.__version__}",
+        "machine": (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, mujoco {mujoco.__version__}"
+        ),
         "metarl": getattr(metarl, "__version__", None),
         "load_average_start": list(os.getloadavg()),
         "threads": {
@@ -295,15 +331,23 @@ def main() -> None:
             # Every episode live for the whole horizon, as in the ceiling; with and without the
             # exact contact forces (same episode count, so their ratio is their cost).
             runs["batched_sampler_no_termination"] = SamplerRun(family, k, n, horizon, env_kwargs=NO_TERMINATION)
-            runs["batched_sampler_no_termination_no_contact_forces"] = SamplerRun(family, k, n, horizon, env_kwargs={**NO_TERMINATION, **NO_CONTACT_FORCES})
+            runs["batched_sampler_no_termination_no_contact_forces"] = SamplerRun(
+                family, k, n, horizon, env_kwargs={**NO_TERMINATION, **NO_CONTACT_FORCES}
+            )
         rounds = interleaved(runs, repeats)
         r: dict[str, Any] = {"num_envs": k * n, **{name: summary(rows) for name, rows in rounds.items()}}
         r["ratio_to_ceiling"] = ratio(rounds["batched_sampler"], rounds["ceiling_open_loop_rollout"])
         r["ratio_to_sync_vector_env"] = ratio(rounds["batched_sampler"], rounds["sync_vector_env_sampler"])
-        r["meets_targets"] = r["ratio_to_ceiling"] >= TARGET_CEILING_RATIO and r["ratio_to_sync_vector_env"] >= TARGET_SYNC_RATIO
+        r["meets_targets"] = (
+            r["ratio_to_ceiling"] >= TARGET_CEILING_RATIO and r["ratio_to_sync_vector_env"] >= TARGET_SYNC_RATIO
+        )
         if family.startswith("Ant"):
-            r["ratio_to_ceiling_no_termination"] = ratio(rounds["batched_sampler_no_termination"], rounds["ceiling_open_loop_rollout"])
-            r["contact_force_cost"] = 1 - ratio(rounds["batched_sampler_no_termination"], rounds["batched_sampler_no_termination_no_contact_forces"])
+            r["ratio_to_ceiling_no_termination"] = ratio(
+                rounds["batched_sampler_no_termination"], rounds["ceiling_open_loop_rollout"]
+            )
+            r["contact_force_cost"] = 1 - ratio(
+                rounds["batched_sampler_no_termination"], rounds["batched_sampler_no_termination_no_contact_forces"]
+            )
         report["robots"][family] = r
         print(json.dumps({family: r}, indent=1), flush=True)
     report["load_average_end"] = list(os.getloadavg())

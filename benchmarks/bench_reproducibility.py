@@ -53,7 +53,10 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reproducibility.json").write_text(json.dumps(report, indent=1))
-    print(f"same seed -> identical logs: {report['same_seed_identical_logs']}; another seed differs: {report['other_seed_differs']}")
+    print(
+        f"same seed -> identical logs: {report['same_seed_identical_logs']}; another seed differs: "
+        f"{report['other_seed_differs']}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from metarl.policies import stack_params
 from metarl.plots import pyplot
+from metarl.policies import stack_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from sinusoid import (  # noqa: E402  (examples/sinusoid.py)
@@ -47,14 +47,21 @@ REPORTED_STEPS = (0, 1, 10)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=30_000, help="training iterations of each method (the paper: 70,000)")
+    parser.add_argument(
+        "--iterations", type=int, default=30_000, help="training iterations of each method (the paper: 70,000)"
+    )
     parser.add_argument("--shots", type=int, default=10, help="K: support points per task (5 or 10 in the paper)")
     parser.add_argument("--meta-batch-size", type=int, default=25, help="tasks per iteration")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initialization and the training tasks")
     parser.add_argument("--eval-seed", type=int, default=1_000_003, help="seeds the held-out tasks")
     parser.add_argument("--eval-tasks", type=int, default=600, help="held-out tasks")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--log-every", type=int, default=5_000, help="print the mean training loss every this many iterations (0: never)")
+    parser.add_argument(
+        "--log-every",
+        type=int,
+        default=5_000,
+        help="print the mean training loss every this many iterations (0: never)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     return parser.parse_args(argv)
 
@@ -89,7 +96,9 @@ def example_curves(results: dict[str, TrainResult], batch: SinusoidBatch, cfg: S
         reg = result.regressor
         path = fine_tune(stack_params(reg.get_params(), 1), x, y, reg.num_layers, cfg.inner_lr, cfg.eval_steps)
         with torch.no_grad():
-            out["fits"][name] = {str(s): predict(path[s], grid, reg.num_layers).flatten().tolist() for s in (0, 1, cfg.eval_steps)}
+            out["fits"][name] = {
+                str(s): predict(path[s], grid, reg.num_layers).flatten().tolist() for s in (0, 1, cfg.eval_steps)
+            }
     return out
 
 
@@ -100,8 +109,10 @@ def to_markdown(out: dict) -> str:
         "",
         (
             f"{cfg['shots']}-shot, {cfg['iterations']} iterations x {cfg['meta_batch_size']} tasks, "
-            f"1-{'-'.join(map(str, cfg['hidden_sizes']))}-1 ReLU MLP, alpha = {cfg['inner_lr']}, Adam {cfg['outer_lr']}. "
-            f"Query MSE on {cfg['eval_tasks']} held-out tasks ({cfg['eval_points']} grid points each) after fine-tuning "
+            f"1-{'-'.join(map(str, cfg['hidden_sizes']))}-1 ReLU MLP, alpha = {cfg['inner_lr']}, Adam "
+            f"{cfg['outer_lr']}. "
+            f"Query MSE on {cfg['eval_tasks']} held-out tasks ({cfg['eval_points']} grid points each) after "
+            "fine-tuning "
             f"with gradient steps of size alpha on the {cfg['shots']} support points; mean +- 95% CI."
         ),
         "",
@@ -111,7 +122,12 @@ def to_markdown(out: dict) -> str:
     for name, m in out["methods"].items():
         cells = [f"{m['mse'][str(s)]['mean']:.3f} +- {m['mse'][str(s)]['ci95']:.3f}" for s in REPORTED_STEPS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['train_seconds']:.1f} |")
-    lines += ["", f"Total wall time {out['wall_seconds']:.1f} s ({out['threads']} torch thread(s), {out['machine']}, torch {out['torch']}).", ""]
+    lines += [
+        "",
+        f"Total wall time {out['wall_seconds']:.1f} s ({out['threads']} torch thread(s), {out['machine']}, torch "
+        f"{out['torch']}).",
+        "",
+    ]
     lines.append("The paper (70,000 iterations) reports MAML at about 0.3-0.6 after one step for K = 10.")
     return "\n".join(lines) + "\n"
 
@@ -164,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     log = print if args.log_every > 0 else None
     results = {"maml": train_maml(cfg, args.log_every, log), "pretrained": train_pretrained(cfg, args.log_every, log)}
     batch = sample_batch(cfg.eval_tasks, cfg.shots, cfg.eval_points, eval_generator(cfg), cfg, query_grid=True)
-    methods = {name: summarize(evaluate(r.regressor, batch, cfg.inner_lr, cfg.eval_steps), r) for name, r in results.items()}
+    methods = {
+        name: summarize(evaluate(r.regressor, batch, cfg.inner_lr, cfg.eval_steps), r) for name, r in results.items()
+    }
     example = example_curves(results, batch, cfg)
     wall = time.perf_counter() - start
     out = {
@@ -183,8 +201,17 @@ def main(argv: list[str] | None = None) -> None:
     if not plot(out, args.out / "sinusoid.png"):
         print("matplotlib not installed (pip install metarl[plot]): skipped sinusoid.png")
     for name, m in methods.items():
-        print(name + ": " + ", ".join(f"{s} steps {m['mse'][str(s)]['mean']:.3f} +- {m['mse'][str(s)]['ci95']:.3f}" for s in REPORTED_STEPS))
-    print(f"wall time {wall:.1f} s; wrote {args.out}/sinusoid.{{json,md{',png' if (args.out / 'sinusoid.png').exists() else ''}}}")
+        print(
+            name
+            + ": "
+            + ", ".join(
+                f"{s} steps {m['mse'][str(s)]['mean']:.3f} +- {m['mse'][str(s)]['ci95']:.3f}" for s in REPORTED_STEPS
+            )
+        )
+    print(
+        f"wall time {wall:.1f} s; wrote "
+        f"{args.out}/sinusoid.{{json,md{',png' if (args.out / 'sinusoid.png').exists() else ''}}}"
+    )
 
 
 if __name__ == "__main__":

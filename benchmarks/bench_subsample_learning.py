@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from metarl.config import load_config
-from metarl.trainer import Trainer
 from metarl.plots import pyplot
+from metarl.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -36,7 +36,17 @@ def main() -> None:
     args = parser.parse_args()
     curves = {}
     for s in args.subsample:
-        cfg = load_config("2d-navigation", [f"num_iterations={args.iterations}", f"curvature_subsample={s}", f"seed={args.seed}", f"torch_threads={args.threads}", "tensorboard=false", *args.overrides])
+        cfg = load_config(
+            "2d-navigation",
+            [
+                f"num_iterations={args.iterations}",
+                f"curvature_subsample={s}",
+                f"seed={args.seed}",
+                f"torch_threads={args.threads}",
+                "tensorboard=false",
+                *args.overrides,
+            ],
+        )
         with tempfile.TemporaryDirectory() as tmp:
             rows = Trainer(cfg, tmp, progress=not args.no_progress).train()
         curves[str(s)] = {
@@ -45,9 +55,20 @@ def main() -> None:
             "seconds_per_iteration": [r["sample_seconds"] + r["update_seconds"] for r in rows],
         }
         last = rows[-20:]
-        print(f"subsample {s}: last-20 mean pre {sum(r['pre_return'] for r in last) / len(last):.2f}, post {sum(r['post_return'] for r in last) / len(last):.2f}")
+        print(
+            f"subsample {s}: last-20 mean pre {sum(r['pre_return'] for r in last) / len(last):.2f}, post "
+            f"{sum(r['post_return'] for r in last) / len(last):.2f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    out = {"iterations": args.iterations, "seed": args.seed, "threads": args.threads, "overrides": args.overrides, "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "curves": curves}
+    out = {
+        "iterations": args.iterations,
+        "seed": args.seed,
+        "threads": args.threads,
+        "overrides": args.overrides,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "curves": curves,
+    }
     (args.out / "subsample_learning.json").write_text(json.dumps(out, indent=1))
     plt = pyplot()
     if plt is None:

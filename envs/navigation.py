@@ -82,7 +82,10 @@ class Navigation2DEnv(gym.Env):
 
     def _require_task(self) -> None:
         if self._task is None:
-            raise TaskNotSetError("Navigation2DEnv has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step.")
+            raise TaskNotSetError(
+                "Navigation2DEnv has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before "
+                "reset/step."
+            )
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -127,7 +130,9 @@ class BatchedNavigation2D:
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if actions.shape != (self.num_envs, 2):
-            raise ValueError(f"BatchedNavigation2D.step expects actions of shape {(self.num_envs, 2)}, got {tuple(actions.shape)}.")
+            raise ValueError(
+                f"BatchedNavigation2D.step expects actions of shape {(self.num_envs, 2)}, got {tuple(actions.shape)}."
+            )
         self.state = self.state + actions.to(torch.float32).clamp(-MAX_ACTION, MAX_ACTION)
         d = self.state - self.goals
         # torch's float32 CPU sqrt is not always correctly rounded (1 ulp off numpy's); the float64

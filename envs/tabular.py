@@ -70,7 +70,9 @@ class _TaskEnv(gym.Env):
     def _require_task(self) -> None:
         if self._task is None:
             name = type(self).__name__
-            raise TaskNotSetError(f"{name} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step.")
+            raise TaskNotSetError(
+                f"{name} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step."
+            )
 
 
 class TabularMDPEnv(_TaskEnv):
@@ -91,7 +93,9 @@ class TabularMDPEnv(_TaskEnv):
 
     def __init__(self, num_states: int = 10, num_actions: int = 5) -> None:
         if num_states < 1 or num_actions < 1:
-            raise ValueError(f"TabularMDPEnv needs num_states and num_actions >= 1, got {num_states} and {num_actions}.")
+            raise ValueError(
+                f"TabularMDPEnv needs num_states and num_actions >= 1, got {num_states} and {num_actions}."
+            )
         self.num_states, self.num_actions = num_states, num_actions
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(num_states,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(num_actions)
@@ -108,7 +112,9 @@ class TabularMDPEnv(_TaskEnv):
         p = self.np_random.dirichlet(np.ones(s), size=(n, s, a))
         r = self.np_random.normal(1.0, 1.0, size=(n, s, a))
         return [
-            TabularTask(transitions=tuple(tuple(tuple(row) for row in ps) for ps in pk), rewards=tuple(tuple(row) for row in rk))
+            TabularTask(
+                transitions=tuple(tuple(tuple(row) for row in ps) for ps in pk), rewards=tuple(tuple(row) for row in rk)
+            )
             for pk, rk in zip(p.tolist(), r.tolist())
         ]
 
@@ -118,7 +124,10 @@ class TabularMDPEnv(_TaskEnv):
             raise TypeError(f"TabularMDPEnv.set_task expects a TabularTask, got {type(task).__name__}.")
         p, r, _ = task.model()
         if p.shape != (self.num_states, self.num_actions, self.num_states):
-            raise ValueError(f"The task has tables for {p.shape[0]} states x {p.shape[1]} actions, the env {self.num_states} x {self.num_actions}.")
+            raise ValueError(
+                f"The task has tables for {p.shape[0]} states x {p.shape[1]} actions, the env {self.num_states} x "
+                f"{self.num_actions}."
+            )
         self._task, self._p, self._r = task, p, r
 
     def _obs(self) -> np.ndarray:
@@ -205,13 +214,23 @@ class BatchedTabularMDP:
         one_hot: Observations are one-hot states ``[B, S]``; else the constant ``[B, 1]`` ones.
     """
 
-    def __init__(self, models: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], episodes_per_task: int, bernoulli_rewards: bool = False, one_hot: bool = True) -> None:
+    def __init__(
+        self,
+        models: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        episodes_per_task: int,
+        bernoulli_rewards: bool = False,
+        one_hot: bool = True,
+    ) -> None:
         if not models or episodes_per_task < 1:
             raise ValueError("BatchedTabularMDP needs at least one task and one episode per task.")
         p = torch.tensor(np.stack([m[0] for m in models]), dtype=torch.float64)
         self.p = p.repeat_interleave(episodes_per_task, dim=0)  # [B, S, A, S]
-        self.r = torch.tensor(np.stack([m[1] for m in models]), dtype=torch.float64).repeat_interleave(episodes_per_task, dim=0)
-        self.initial = torch.tensor(np.stack([m[2] for m in models]), dtype=torch.float64).repeat_interleave(episodes_per_task, dim=0)
+        self.r = torch.tensor(np.stack([m[1] for m in models]), dtype=torch.float64).repeat_interleave(
+            episodes_per_task, dim=0
+        )
+        self.initial = torch.tensor(np.stack([m[2] for m in models]), dtype=torch.float64).repeat_interleave(
+            episodes_per_task, dim=0
+        )
         self.num_envs = self.p.shape[0]
         self.bernoulli_rewards, self.one_hot = bernoulli_rewards, one_hot
         self.generator = torch.Generator().manual_seed(0)
@@ -230,7 +249,9 @@ class BatchedTabularMDP:
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if actions.shape != (self.num_envs,):
-            raise ValueError(f"BatchedTabularMDP.step expects actions of shape {(self.num_envs,)}, got {tuple(actions.shape)}.")
+            raise ValueError(
+                f"BatchedTabularMDP.step expects actions of shape {(self.num_envs,)}, got {tuple(actions.shape)}."
+            )
         b = torch.arange(self.num_envs)
         a = actions.long()
         reward = self.r[b, self.state, a]

@@ -42,8 +42,8 @@ from typing import Any, NamedTuple
 import torch
 
 from metarl.adaptation import gradient_step
-from metarl.stats import normal_interval
 from metarl.policies import MLPPolicy, Params, detach_params, mlp, stack_params
+from metarl.stats import normal_interval
 
 
 @dataclass
@@ -109,19 +109,26 @@ class SinusoidConfig:
         if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or self.iterations < 0:
             raise ValueError(f"SinusoidConfig.iterations must be an integer >= 0, got {self.iterations!r}.")
         if not isinstance(self.eval_tasks, int) or self.eval_tasks < 2:
-            raise ValueError(f"SinusoidConfig.eval_tasks must be an integer >= 2 (for a confidence interval), got {self.eval_tasks!r}.")
+            raise ValueError(
+                "SinusoidConfig.eval_tasks must be an integer >= 2 (for a confidence interval), got "
+                f"{self.eval_tasks!r}."
+            )
         for name in ("inner_lr", "outer_lr"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"SinusoidConfig.{name} must be a finite number > 0, got {value!r}.")
         if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"SinusoidConfig.hidden_sizes must be a non-empty list of integers >= 1, got {self.hidden_sizes!r}.")
+            raise ValueError(
+                f"SinusoidConfig.hidden_sizes must be a non-empty list of integers >= 1, got {self.hidden_sizes!r}."
+            )
         for name in ("amplitude_range", "phase_range", "input_range"):
             value = getattr(self, name)
             if len(value) != 2 or not all(math.isfinite(v) for v in value) or not value[0] < value[1]:
                 raise ValueError(f"SinusoidConfig.{name} must be (low, high) with finite low < high, got {value!r}.")
         if self.seed == self.eval_seed:
-            raise ValueError(f"SinusoidConfig.eval_seed must differ from seed ({self.seed}): evaluation tasks are held out.")
+            raise ValueError(
+                f"SinusoidConfig.eval_seed must differ from seed ({self.seed}): evaluation tasks are held out."
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"SinusoidConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}.")
         return self
@@ -163,11 +170,16 @@ def sinusoid(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> t
         ValueError: On mismatched shapes.
     """
     if x.dim() != 3 or x.shape[-1] != 1 or amplitude.shape != (x.shape[0],) or phase.shape != (x.shape[0],):
-        raise ValueError(f"sinusoid needs x [K, M, 1], amplitude [K], phase [K]; got {tuple(x.shape)}, {tuple(amplitude.shape)}, {tuple(phase.shape)}.")
+        raise ValueError(
+            f"sinusoid needs x [K, M, 1], amplitude [K], phase [K]; got {tuple(x.shape)}, {tuple(amplitude.shape)}, "
+            f"{tuple(phase.shape)}."
+        )
     return amplitude[:, None, None] * torch.sin(x - phase[:, None, None])
 
 
-def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator, dtype: torch.dtype
+) -> torch.Tensor:
     low, high = bounds
     return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
 
@@ -197,7 +209,10 @@ def sample_batch(
         ValueError: For a non-positive count.
     """
     if num_tasks < 1 or support_points < 1 or query_points < 1:
-        raise ValueError(f"sample_batch needs counts >= 1, got num_tasks={num_tasks}, support_points={support_points}, query_points={query_points}.")
+        raise ValueError(
+            f"sample_batch needs counts >= 1, got num_tasks={num_tasks}, support_points={support_points}, "
+            f"query_points={query_points}."
+        )
     dtype = config.torch_dtype
     amplitude = _uniform((num_tasks,), config.amplitude_range, generator, dtype)
     phase = _uniform((num_tasks,), config.phase_range, generator, dtype)
@@ -207,7 +222,9 @@ def sample_batch(
         x_query = grid.reshape(1, query_points, 1).expand(num_tasks, query_points, 1).contiguous()
     else:
         x_query = _uniform((num_tasks, query_points, 1), config.input_range, generator, dtype)
-    return SinusoidBatch(amplitude, phase, x_support, sinusoid(x_support, amplitude, phase), x_query, sinusoid(x_query, amplitude, phase))
+    return SinusoidBatch(
+        amplitude, phase, x_support, sinusoid(x_support, amplitude, phase), x_query, sinusoid(x_query, amplitude, phase)
+    )
 
 
 def train_generator(config: SinusoidConfig) -> torch.Generator:
@@ -243,17 +260,24 @@ def task_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ValueError: On mismatched or non-``[K, M, 1]`` shapes.
     """
     if pred.shape != y.shape or pred.dim() != 3 or pred.shape[-1] != 1:
-        raise ValueError(f"task_mse needs pred and y of the same shape [K, M, 1], got {tuple(pred.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            f"task_mse needs pred and y of the same shape [K, M, 1], got {tuple(pred.shape)} and {tuple(y.shape)}."
+        )
     return ((pred - y) ** 2).mean(dim=(1, 2))
 
 
 def _check_stacked(params: Params, x: torch.Tensor) -> None:
     w = params["layers.0.weight"]
     if w.dim() != 3 or x.dim() != 3 or w.shape[0] != x.shape[0]:
-        raise ValueError(f"Expected parameters stacked per task [K, ...] and inputs [K, M, 1] with the same K, got weight {tuple(w.shape)} and x {tuple(x.shape)}.")
+        raise ValueError(
+            "Expected parameters stacked per task [K, ...] and inputs [K, M, 1] with the same K, got weight "
+            f"{tuple(w.shape)} and x {tuple(x.shape)}."
+        )
 
 
-def adapt(params: Params, x: torch.Tensor, y: torch.Tensor, num_layers: int, lr: float, steps: int, create_graph: bool) -> Params:
+def adapt(
+    params: Params, x: torch.Tensor, y: torch.Tensor, num_layers: int, lr: float, steps: int, create_graph: bool
+) -> Params:
     """``steps`` inner steps per task: ``theta_k <- theta_k - lr * grad L_k^support(theta_k)``.
 
     One ``gradient_step`` on ``sum_k L_k`` adapts every task (the tasks are independent).
@@ -280,10 +304,19 @@ def adapt(params: Params, x: torch.Tensor, y: torch.Tensor, num_layers: int, lr:
     return params
 
 
-def maml_loss(params: Params, batch: SinusoidBatch, num_layers: int, inner_lr: float, inner_steps: int = 1, first_order: bool = False) -> torch.Tensor:
+def maml_loss(
+    params: Params,
+    batch: SinusoidBatch,
+    num_layers: int,
+    inner_lr: float,
+    inner_steps: int = 1,
+    first_order: bool = False,
+) -> torch.Tensor:
     """MAML's meta-objective ``mean_k L_k^query(theta'_k)`` for shared ``params`` (scalar)."""
     stacked = stack_params(params, batch.x_support.shape[0])
-    adapted = adapt(stacked, batch.x_support, batch.y_support, num_layers, inner_lr, inner_steps, create_graph=not first_order)
+    adapted = adapt(
+        stacked, batch.x_support, batch.y_support, num_layers, inner_lr, inner_steps, create_graph=not first_order
+    )
     return task_mse(predict(adapted, batch.x_query, num_layers), batch.y_query).mean()
 
 
@@ -306,7 +339,13 @@ class TrainResult:
     """Wall time of the training loop."""
 
 
-def _train(config: SinusoidConfig, objective: Callable[[Params, SinusoidBatch, int], torch.Tensor], log_every: int, log: Callable[[str], None] | None, name: str) -> TrainResult:
+def _train(
+    config: SinusoidConfig,
+    objective: Callable[[Params, SinusoidBatch, int], torch.Tensor],
+    log_every: int,
+    log: Callable[[str], None] | None,
+    name: str,
+) -> TrainResult:
     regressor = make_regressor(config)
     params = regressor.get_params()
     optimizer = torch.optim.Adam(regressor.parameters(), lr=config.outer_lr)
@@ -341,7 +380,9 @@ def train_maml(config: SinusoidConfig, log_every: int = 0, log: Callable[[str], 
     return _train(config, objective, log_every, log, "maml")
 
 
-def train_pretrained(config: SinusoidConfig, log_every: int = 0, log: Callable[[str], None] | None = None) -> TrainResult:
+def train_pretrained(
+    config: SinusoidConfig, log_every: int = 0, log: Callable[[str], None] | None = None
+) -> TrainResult:
     """Train the baseline on all tasks jointly (Adam on ``pretrain_loss``), same init and tasks as MAML."""
     return _train(config, pretrain_loss, log_every, log, "pretrained")
 
@@ -401,8 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     """Train MAML and the pretrained baseline briefly and print the held-out query MSE per step."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Sinusoid regression: MAML vs a pretrained regressor (Finn et al. 2017, 5.1).")
-    parser.add_argument("--iterations", type=int, default=2000, help="meta-iterations of each method (the paper: 70000)")
+    parser = argparse.ArgumentParser(
+        description="Sinusoid regression: MAML vs a pretrained regressor (Finn et al. 2017, 5.1)."
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=2000, help="meta-iterations of each method (the paper: 70000)"
+    )
     parser.add_argument("--eval-tasks", type=int, default=100, help="held-out tasks")
     args = parser.parse_args(argv)
     cfg = SinusoidConfig(iterations=args.iterations, eval_tasks=args.eval_tasks).validate()

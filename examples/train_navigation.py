@@ -21,15 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=50, help="meta-iterations (the packaged config: 500)")
     parser.add_argument("--run-dir", default="runs/example-navigation", help="a new run directory")
-    parser.add_argument("--stop-at", type=float, default=-10.0, help="stop once the post-adaptation return exceeds this")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides")
+    parser.add_argument(
+        "--stop-at", type=float, default=-10.0, help="stop once the post-adaptation return exceeds this"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides"
+    )
     args = parser.parse_args(argv)
 
-    config = metarl.load_config("2d-navigation", [f"num_iterations={args.iterations}", "tensorboard=false", *args.overrides])
+    config = metarl.load_config(
+        "2d-navigation", [f"num_iterations={args.iterations}", "tensorboard=false", *args.overrides]
+    )
 
     def report(iteration: int, row: dict[str, Any]) -> bool:
         if iteration % 10 == 0:
-            print(f"iteration {iteration}: return {row['pre_return']:.1f} before, {row['post_return']:.1f} after one step")
+            print(
+                f"iteration {iteration}: return {row['pre_return']:.1f} before, {row['post_return']:.1f} after one step"
+            )
         return row["post_return"] < args.stop_at  # False stops the run
 
     trainer = metarl.Trainer(config, args.run_dir, progress=False, callbacks=[report])

@@ -84,10 +84,14 @@ class TaskBatch:
         w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
         mask = None if self.mask is None else pick(self.mask)
         old_logp = None if self.old_logp is None else pick(self.old_logp)
-        return TaskBatch(pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask, old_logp)
+        return TaskBatch(
+            pick(self.obs), pick(self.actions), pick(self.advantages), w, len(range(0, n, every)), mask, old_logp
+        )
 
 
-def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True) -> TaskBatch:
+def process_episodes(
+    episodes: Episodes, gamma: float, gae_lambda: float, normalize_advantages: bool = True
+) -> TaskBatch:
     """Fit the per-task linear baseline and compute GAE advantages.
 
     Args:
@@ -122,10 +126,14 @@ def inner_loss(policy: Policy, params: Params, batch: TaskBatch, estimator: str 
     logp = policy.log_prob(policy.distribution(params, batch.obs), batch.actions)
     if estimator == "plain":  # kept inline: bit-for-bit the original
         return -(batch.weights * logp * batch.advantages).sum(-1)
-    return -inner_objective(estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task, batch.old_logp)
+    return -inner_objective(
+        estimator, logp, batch.advantages, batch.weights, batch.step_mask(), batch.episodes_per_task, batch.old_logp
+    )
 
 
-def inner_step(policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool, estimator: str = "plain") -> Params:
+def inner_step(
+    policy: Policy, params: Params, batch: TaskBatch, fast_lr: float, create_graph: bool, estimator: str = "plain"
+) -> Params:
     """One policy-gradient step per task: ``theta'_k = theta_k - fast_lr * grad L_k(theta_k)``.
 
     Args:
@@ -204,7 +212,9 @@ def adapt(
         if not create_graph or first_order:
             current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
         for batch in batches:
-            current = inner_step(policy, current, batch, fast_lr, create_graph=create_graph and not first_order, estimator=estimator)
+            current = inner_step(
+                policy, current, batch, fast_lr, create_graph=create_graph and not first_order, estimator=estimator
+            )
             if not create_graph or first_order:
                 current = {n: p.detach().requires_grad_(True) for n, p in current.items()}
         if first_order and create_graph:
@@ -293,13 +303,24 @@ class InnerLoop:
         batch = self.process(episodes)
         k = batch.obs.shape[0]
         if previous is not None and previous.batches and previous.batches[0].obs.shape[0] != k:
-            raise ValueError(f"The episodes have {k} tasks, the adaptation they continue has {previous.batches[0].obs.shape[0]}.")
+            raise ValueError(
+                f"The episodes have {k} tasks, the adaptation they continue has {previous.batches[0].obs.shape[0]}."
+            )
         steps = (*previous.episodes, episodes) if previous is not None else (episodes,)
         batches = (*previous.batches, batch) if previous is not None else (batch,)
         graph_start = previous.graph if previous is not None else None
         if keep_graph and self.keep_graph and (previous is None or graph_start is not None):
             theta = self.policy.get_params()
-            adapted = adapt(self.policy, theta, [batch], self.fast_lr, self.first_order, create_graph=True, stacked=graph_start, estimator=self.estimator)
+            adapted = adapt(
+                self.policy,
+                theta,
+                [batch],
+                self.fast_lr,
+                self.first_order,
+                create_graph=True,
+                stacked=graph_start,
+                estimator=self.estimator,
+            )
             return Adaptation({n: p.detach().cpu() for n, p in adapted.items()}, steps, batches, adapted)
         start = self.initial_params() if previous is None else previous.params
         leaves = {n: p.to(self.device).detach().requires_grad_(True) for n, p in start.items()}

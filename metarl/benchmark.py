@@ -39,11 +39,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from metarl.checkpoint import load_checkpoint
-from metarl.errors import CheckpointError
-from metarl.config import TrainConfig, config_from_dict, load_config
-from metarl.evaluate import adaptation_returns
 from metarl.adaptation import InnerLoop
+from metarl.checkpoint import load_checkpoint
+from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.errors import CheckpointError
+from metarl.evaluate import adaptation_returns
+from metarl.families import make_family
 from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
 from metarl.policies import Policy
@@ -51,7 +52,6 @@ from metarl.reference_methods import TaskObservationEnv, sb3_to_metarl, train_pp
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
-from metarl.families import make_family
 from metarl.task_api import seed_family
 from metarl.trainer import Trainer
 
@@ -84,8 +84,27 @@ class Budget:
 
 
 BUDGETS = {
-    "smoke": Budget("smoke", 2, 2048, eval_tasks=4, eval_episodes=2, max_steps=2, lr_grid=(0.1,), lr_tasks=2, config_overrides=("meta_batch_size=4", "episodes_per_task=4")),
-    "full": Budget("full", None, 250_000, eval_tasks=40, eval_episodes=20, max_steps=3, lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0), lr_tasks=10),
+    "smoke": Budget(
+        "smoke",
+        2,
+        2048,
+        eval_tasks=4,
+        eval_episodes=2,
+        max_steps=2,
+        lr_grid=(0.1,),
+        lr_tasks=2,
+        config_overrides=("meta_batch_size=4", "episodes_per_task=4"),
+    ),
+    "full": Budget(
+        "full",
+        None,
+        250_000,
+        eval_tasks=40,
+        eval_episodes=20,
+        max_steps=3,
+        lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0),
+        lr_tasks=10,
+    ),
 }
 
 
@@ -98,7 +117,13 @@ def get_budget(name: str) -> Budget:
 
 def _adapter(policy: Policy, config: TrainConfig, fast_lr: float) -> InnerLoop:
     """The inner step every method is fine-tuned with (MAML's, plain estimator, on the CPU)."""
-    return InnerLoop(policy=policy, fast_lr=fast_lr, gamma=config.gamma, gae_lambda=config.gae_lambda, normalize_advantages=config.normalize_advantages)
+    return InnerLoop(
+        policy=policy,
+        fast_lr=fast_lr,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        normalize_advantages=config.normalize_advantages,
+    )
 
 
 def _family_env(config: TrainConfig, oracle: bool) -> Any:
@@ -116,7 +141,9 @@ def _horizon(config: TrainConfig) -> int:
     return int(horizon)
 
 
-def choose_step_size(policy: Policy, config: TrainConfig, env: Any, grid: Sequence[float], num_tasks: int, episodes: int, seed: int) -> tuple[float, dict[str, float]]:
+def choose_step_size(
+    policy: Policy, config: TrainConfig, env: Any, grid: Sequence[float], num_tasks: int, episodes: int, seed: int
+) -> tuple[float, dict[str, float]]:
     """The step size in ``grid`` with the best mean one-step return on training tasks.
 
     Returns:
@@ -130,7 +157,11 @@ def choose_step_size(policy: Policy, config: TrainConfig, env: Any, grid: Sequen
     for lr in grid:
         sampler = Sampler(copy.deepcopy(env), policy, config.horizon or _horizon(config), seed + 1)
         with torch.no_grad():
-            scores[str(lr)] = float(adaptation_returns(policy, _adapter(policy, config, lr), sampler, tasks, episodes, max_steps=1)[1].mean())
+            scores[str(lr)] = float(
+                adaptation_returns(policy, _adapter(policy, config, lr), sampler, tasks, episodes, max_steps=1)[
+                    1
+                ].mean()
+            )
     best = max(grid, key=lambda lr: scores[str(lr)])
     return float(best), scores
 
@@ -140,14 +171,25 @@ def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig,
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     saved = config_from_dict(state["config"])
     if saved.family != config.family:
-        raise CheckpointError(f"{run_dir} was trained on {saved.family}, the benchmark is on {config.family}: pass runs of the same family.")
+        raise CheckpointError(
+            f"{run_dir} was trained on {saved.family}, the benchmark is on {config.family}: pass runs of the same "
+            "family."
+        )
     policy = build_policy(saved, make_family(saved.family, **saved.env_kwargs))
     policy.load_state_dict(state["policy"])
     rows = read_csv(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else []
     return policy, saved, rows
 
 
-def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run: str | None = None, progress: bool = False, threads: int = 1) -> dict[str, Any]:
+def run_seed(
+    config: TrainConfig,
+    budget: Budget,
+    seed: int,
+    out: str,
+    maml_run: str | None = None,
+    progress: bool = False,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Train (or load) every method for one seed and evaluate them; safe to run in a worker process.
 
     Returns:
@@ -165,7 +207,11 @@ def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run:
         policies["maml"], trained_config, rows = _load_maml(Path(maml_run), config)
         maml_lr = trained_config.fast_lr
     else:
-        cfg = replace(config, num_iterations=budget.maml_iterations or config.num_iterations, checkpoint_every=max(1, config.checkpoint_every))
+        cfg = replace(
+            config,
+            num_iterations=budget.maml_iterations or config.num_iterations,
+            checkpoint_every=max(1, config.checkpoint_every),
+        )
         trainer = Trainer(cfg.validate(), Path(out) / "runs" / f"maml-seed{seed}", progress=progress)
         rows = trainer.train()
         policies["maml"], maml_lr = trainer.policy.cpu(), cfg.fast_lr
@@ -175,7 +221,16 @@ def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run:
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
     for name, oracle in (("pretrained", False), ("oracle", True)):
         t = time.perf_counter()
-        model = train_ppo(config.family, horizon, budget.ppo_timesteps, seed, hidden, config.init_std, oracle=oracle, env_kwargs=config.env_kwargs)
+        model = train_ppo(
+            config.family,
+            horizon,
+            budget.ppo_timesteps,
+            seed,
+            hidden,
+            config.init_std,
+            oracle=oracle,
+            env_kwargs=config.env_kwargs,
+        )
         policies[name] = sb3_to_metarl(model, hidden)
         timings[name] = time.perf_counter() - t
     torch.manual_seed(seed_streams(seed)["init"] + 1)
@@ -189,17 +244,37 @@ def run_seed(config: TrainConfig, budget: Budget, seed: int, out: str, maml_run:
         env = _family_env(config, oracle=name == "oracle")
         if name != "maml":
             train_seed = seed_streams(seed)["tasks"] + 17
-            step_sizes[name], lr_scores[name] = choose_step_size(policy, config, env, budget.lr_grid, budget.lr_tasks, budget.eval_episodes, train_seed)
+            step_sizes[name], lr_scores[name] = choose_step_size(
+                policy, config, env, budget.lr_grid, budget.lr_tasks, budget.eval_episodes, train_seed
+            )
         seed_family(env, EVAL_TASK_SEED)
         tasks = env.unwrapped.sample_tasks(budget.eval_tasks)
         sampler = Sampler(env, policy, horizon, EVAL_SAMPLER_SEED)
         t = time.perf_counter()
         with torch.no_grad():
-            r = adaptation_returns(policy, _adapter(policy, config, step_sizes[name]), sampler, tasks, budget.eval_episodes, budget.max_steps)
+            r = adaptation_returns(
+                policy,
+                _adapter(policy, config, step_sizes[name]),
+                sampler,
+                tasks,
+                budget.eval_episodes,
+                budget.max_steps,
+            )
         timings[f"eval_{name}"] = time.perf_counter() - t
         returns[name] = r.tolist()
-    curve = {"iteration": [int(r["iteration"]) for r in rows], "pre_return": [float(r["pre_return"]) for r in rows], "post_return": [float(r["post_return"]) for r in rows]}
-    return {"seed": seed, "returns": returns, "step_sizes": step_sizes, "lr_scores": lr_scores, "learning_curve": curve, "seconds": timings}
+    curve = {
+        "iteration": [int(r["iteration"]) for r in rows],
+        "pre_return": [float(r["pre_return"]) for r in rows],
+        "post_return": [float(r["post_return"]) for r in rows],
+    }
+    return {
+        "seed": seed,
+        "returns": returns,
+        "step_sizes": step_sizes,
+        "lr_scores": lr_scores,
+        "learning_curve": curve,
+        "seconds": timings,
+    }
 
 
 def summarize(per_seed: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
@@ -219,14 +294,20 @@ def claim(summary: dict[str, list[dict[str, Any]]], step: int = 1) -> dict[str, 
     result: dict[str, Any] = {}
     for other in ("pretrained", "random"):
         o = summary[other][step]
-        result[other] = {"maml_mean": maml["mean"], "other_mean": o["mean"], "non_overlapping": maml["mean_ci"][0] > o["mean_ci"][1]}
+        result[other] = {
+            "maml_mean": maml["mean"],
+            "other_mean": o["mean"],
+            "non_overlapping": maml["mean_ci"][0] > o["mean_ci"][1],
+        }
     return result
 
 
 def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
     """Markdown: one row per method, mean [95% CI] and IQM per adaptation step."""
     steps = len(next(iter(summary.values())))
-    head = "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}: mean [95% CI] | IQM" for k in range(steps)) + " |"
+    head = (
+        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}: mean [95% CI] | IQM" for k in range(steps)) + " |"
+    )
     lines = [f"### {title}", "", head, "|---|" + "---:|---:|" * steps]
     for name, rows in summary.items():
         cells = [f"{r['mean']:.2f} [{r['mean_ci'][0]:.2f}, {r['mean_ci'][1]:.2f}] | {r['iqm']:.2f}" for r in rows]
@@ -250,13 +331,17 @@ def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
     return (
         f"Training: MAML {iterations} meta-iterations (seeds {'/'.join(str(s['seed']) for s in per_seed)}); "
         f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed; "
-        f"evaluation on {budget.eval_tasks} held-out tasks x {budget.eval_episodes} episodes after 0..{budget.max_steps} steps."
+        f"evaluation on {budget.eval_tasks} held-out tasks x {budget.eval_episodes} episodes after "
+        f"0..{budget.max_steps} steps."
     )
 
 
 def per_seed_means(per_seed: list[dict[str, Any]], step: int = 1) -> str:
     """One line per method: its mean return after ``step`` adaptation steps in each seed."""
-    lines = [f"Per-seed means after {step} step{'s' if step != 1 else ''} (seeds {'/'.join(str(s['seed']) for s in per_seed)}):"]
+    lines = [
+        f"Per-seed means after {step} step{'s' if step != 1 else ''} (seeds "
+        f"{'/'.join(str(s['seed']) for s in per_seed)}):"
+    ]
     for name in METHODS:
         lines.append(f"- {name}: " + " / ".join(f"{m:.2f}" for m in seed_means(per_seed, name, step)))
     return "\n".join(lines)
@@ -302,20 +387,31 @@ def run_benchmark(
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}.")
     if maml_runs is not None and len(maml_runs) != len(seeds):
         raise ValueError(f"Pass one MAML run per seed: {len(maml_runs)} runs for seeds {seeds}.")
-    cfg = config if isinstance(config, TrainConfig) else load_config(config, [*b.config_overrides, "tensorboard=false", "torch_threads=1", *overrides])
+    cfg = (
+        config
+        if isinstance(config, TrainConfig)
+        else load_config(config, [*b.config_overrides, "tensorboard=false", "torch_threads=1", *overrides])
+    )
     out = Path(out)
     if (out / "benchmark.json").exists() or (out / "runs").exists():
-        raise FileExistsError(f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten).")
+        raise FileExistsError(
+            f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
     if jobs > 1 and len(seeds) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
-            per_seed = list(pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs))
+            per_seed = list(
+                pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs)
+            )
     else:
         per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
     summary = summarize(per_seed)
-    title = f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes ({b.name} budget)"
+    title = (
+        f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes "
+        f"({b.name} budget)"
+    )
     report: dict[str, Any] = {
         "family": cfg.family,
         "budget": asdict(b),
@@ -334,14 +430,18 @@ def run_benchmark(
     verdict: dict[str, Any] = claim(summary)
     if verdict:
         text += "\n" + "\n".join(
-            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs {'do not overlap' if v['non_overlapping'] else 'OVERLAP'}." for k, v in verdict.items()
+            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
+            f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
+            for k, v in verdict.items()
         )
         text += "\n"
     text += "\n" + describe_budget(per_seed, b) + "\n"
     text += "\n" + per_seed_means(per_seed, step=1) + "\n"
-    text += "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): " + ", ".join(
-        f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS
-    ) + "\n"
+    text += (
+        "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): "
+        + ", ".join(f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS)
+        + "\n"
+    )
     (out / "benchmark.md").write_text(text)
     plot_benchmark(summary, per_seed, out, cfg.family)
     return report

@@ -59,7 +59,13 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.bar = tqdm(total=trainer.config.num_iterations, initial=trainer.iteration, desc="meta-train", unit="it", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=trainer.config.num_iterations,
+            initial=trainer.iteration,
+            desc="meta-train",
+            unit="it",
+            dynamic_ncols=True,
+        )
 
     def on_iteration(self, trainer: Trainer, row: dict[str, Any]) -> bool:
         self.bar.update(1)
@@ -115,5 +121,7 @@ def as_callbacks(callbacks: Sequence[Callback | RowFunction] | None) -> list[Cal
         elif callable(c):
             out.append(FunctionCallback(c))
         else:
-            raise TypeError(f"A callback is a metarl.callbacks.Callback or a function f(iteration, row), got {type(c).__name__}.")
+            raise TypeError(
+                f"A callback is a metarl.callbacks.Callback or a function f(iteration, row), got {type(c).__name__}."
+            )
     return out

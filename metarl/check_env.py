@@ -96,7 +96,13 @@ def canonical(value: Any, loose: bool = False) -> Any:
     """
     if isinstance(value, np.ndarray):
         items = canonical(value.tolist(), loose)
-        return ("seq", items[1]) if loose and value.ndim else items if loose else ("ndarray", value.dtype.str, value.shape, items)
+        return (
+            ("seq", items[1])
+            if loose and value.ndim
+            else items
+            if loose
+            else ("ndarray", value.dtype.str, value.shape, items)
+        )
     if isinstance(value, np.generic):
         return canonical(value.item(), loose)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and loose:
@@ -104,7 +110,10 @@ def canonical(value: Any, loose: bool = False) -> Any:
     if isinstance(value, float):
         return ("nan",) if math.isnan(value) else value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (type(value).__qualname__, tuple((f.name, canonical(getattr(value, f.name), loose)) for f in dataclasses.fields(value)))
+        return (
+            type(value).__qualname__,
+            tuple((f.name, canonical(getattr(value, f.name), loose)) for f in dataclasses.fields(value)),
+        )
     if isinstance(value, dict):
         return ("dict", sorted(((repr(k), canonical(v, loose)) for k, v in value.items()), key=lambda kv: kv[0]))
     if isinstance(value, (list, tuple)):
@@ -124,7 +133,13 @@ def tasks_equal(a: Any, b: Any, loose: bool = False) -> bool:
         return pickle.dumps(a) == pickle.dumps(b)
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any, fix_: str = "Fix the family so that this call succeeds", **kwargs: Any) -> Any:
+def _call(
+    what: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    fix_: str = "Fix the family so that this call succeeds",
+    **kwargs: Any,
+) -> Any:
     """Call ``fn``; an exception becomes a check failure that names the call and ends with ``fix_``."""
     try:
         return fn(*args, **kwargs)
@@ -154,15 +169,23 @@ def _space_mismatch(obs: Any, space: gym.Space, where: str) -> str:
         if not np.can_cast(arr.dtype, space.dtype):
             return (
                 f"{where} returned an observation of dtype {arr.dtype} but observation_space has dtype {space.dtype}. "
-                f"Cast observations to {space.dtype} (e.g. np.asarray(obs, dtype=np.{space.dtype})), or declare the space with dtype {arr.dtype}"
+                f"Cast observations to {space.dtype} (e.g. np.asarray(obs, dtype=np.{space.dtype})), or declare the "
+                f"space with dtype {arr.dtype}"
             )
         if not isinstance(obs, np.ndarray):
-            return f"{where} returned a {type(obs).__name__}, not a numpy array, for Box observation_space {space}. Return np.asarray(obs, dtype=np.{space.dtype})"
+            return (
+                f"{where} returned a {type(obs).__name__}, not a numpy array, for Box observation_space {space}. "
+                f"Return np.asarray(obs, dtype=np.{space.dtype})"
+            )
         return (
             f"{where} returned an observation outside observation_space's bounds (min {arr.min()}, max {arr.max()}; "
-            f"low {space.low.min()}, high {space.high.max()}). Widen the bounds of observation_space or keep observations inside them"
+            f"low {space.low.min()}, high {space.high.max()}). Widen the bounds of observation_space or keep "
+            "observations inside them"
         )
-    return f"{where} returned {_short(obs)}, which is not in observation_space {space}. Return observations that lie in observation_space"
+    return (
+        f"{where} returned {_short(obs)}, which is not in observation_space {space}. "
+        "Return observations that lie in observation_space"
+    )
 
 
 class _Checker:
@@ -182,7 +205,9 @@ class _Checker:
         assert self.env is not None
         return self.env.unwrapped
 
-    def run(self, name: str, check: Callable[[], tuple[str, ...] | None], blocks: bool = False, needs: str | None = None) -> bool:
+    def run(
+        self, name: str, check: Callable[[], tuple[str, ...] | None], blocks: bool = False, needs: str | None = None
+    ) -> bool:
         """Run one check and record its result.
 
         Args:
@@ -191,7 +216,9 @@ class _Checker:
             blocks: A failure skips every later check (a ``_Blocking`` failure always does).
             needs: Skip this check if the check of this name did not pass.
         """
-        blocker = self.blocked_by or (needs if needs and not any(r.ok for r in self.results if r.name == needs) else None)
+        blocker = self.blocked_by or (
+            needs if needs and not any(r.ok for r in self.results if r.name == needs) else None
+        )
         if blocker is not None:
             self.results.append(CheckResult(name, False, f"needs {blocker} to pass", skipped=True))
             return False
@@ -217,7 +244,9 @@ class _Checker:
         env_id = resolve_family_id(self.target)  # UnknownFamilyError propagates: the CLI exits 2
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.env_kwargs.items())
         fix = "Fix the constructor, or the arguments given to it (--kwargs here, env_kwargs in a config)"
-        self.env = _call(f"gymnasium.make({env_id!r}{', ' if kwargs else ''}{kwargs})", make_env, env_id, fix_=fix, **self.env_kwargs)
+        self.env = _call(
+            f"gymnasium.make({env_id!r}{', ' if kwargs else ''}{kwargs})", make_env, env_id, fix_=fix, **self.env_kwargs
+        )
         if self.env.spec is None or self.env.spec.max_episode_steps is None:
             note = (
                 "no max_episode_steps is registered: set `horizon` in the training config (e.g. --set horizon=100), "
@@ -239,7 +268,9 @@ class _Checker:
         for n in (1, NUM_TASKS):
             tasks = _call(f"sample_tasks({n})", self.base.sample_tasks, n)
             if not isinstance(tasks, list):
-                raise _CheckFailed(f"sample_tasks({n}) returned a {type(tasks).__name__}, not a list. Return a list of {n} tasks")
+                raise _CheckFailed(
+                    f"sample_tasks({n}) returned a {type(tasks).__name__}, not a list. Return a list of {n} tasks"
+                )
             if len(tasks) != n:
                 raise _CheckFailed(f"sample_tasks({n}) returned {len(tasks)} tasks. Return exactly n tasks")
         self.tasks = tasks
@@ -266,10 +297,16 @@ class _Checker:
         try:
             self.base.set_task(task)
         except Exception as e:  # noqa: BLE001 - every later check needs set_task
-            raise _Blocking(f"set_task({_short(task)}) raised {type(e).__name__}: {_clean(str(e))}. Make set_task accept the tasks sample_tasks returns") from e
+            raise _Blocking(
+                f"set_task({_short(task)}) raised {type(e).__name__}: {_clean(str(e))}. Make set_task accept the tasks "
+                "sample_tasks returns"
+            ) from e
         got = _call("get_task() after set_task", self.base.get_task)
         if not tasks_equal(got, task, loose=True):
-            raise _CheckFailed(f"get_task() returned {_short(got)} after set_task({_short(task)}). Make get_task return the task last given to set_task")
+            raise _CheckFailed(
+                f"get_task() returned {_short(got)} after set_task({_short(task)}). Make get_task return the task last "
+                "given to set_task"
+            )
 
     def observation_space(self) -> None:
         base = self.base
@@ -294,8 +331,10 @@ class _Checker:
                 check_env(self.base, skip_render_check=True, skip_close_check=True)
             except Exception as e:  # noqa: BLE001 - the checker's verdict
                 raise _CheckFailed(
-                    f"gymnasium.utils.env_checker.check_env raised {type(e).__name__}: {_clean(str(e)) or 'assertion failed'}. "
-                    "Fix the env's Gymnasium API (reset/step signatures, return types, seeding through super().reset(seed=seed))"
+                    f"gymnasium.utils.env_checker.check_env raised {type(e).__name__}: "
+                    f"{_clean(str(e)) or 'assertion failed'}. "
+                    "Fix the env's Gymnasium API (reset/step signatures, return types, seeding through "
+                    "super().reset(seed=seed))"
                 ) from e
         return tuple(dict.fromkeys(_clean(str(w.message)).removeprefix("WARN: ") for w in caught))
 
@@ -305,14 +344,19 @@ class _Checker:
         tasks = _call(f"sample_tasks({NUM_TASKS})", base.sample_tasks, NUM_TASKS)
         other = next((t for t in tasks[1:] if not tasks_equal(t, tasks[0])), None)
         if other is None:
-            raise _CheckFailed(f"sample_tasks({NUM_TASKS}) returned {NUM_TASKS} equal tasks. Sample tasks that differ (a task family needs more than one task)")
+            raise _CheckFailed(
+                f"sample_tasks({NUM_TASKS}) returned {NUM_TASKS} equal tasks. Sample tasks that differ (a task family "
+                "needs more than one task)"
+            )
         base.action_space.seed(self.seed)
         actions = [base.action_space.sample() for _ in range(NUM_STEPS)]
         rollouts = [self._rollout(task, actions) for task in (tasks[0], other)]
         if tasks_equal(rollouts[0], rollouts[1]):
             raise _CheckFailed(
-                f"set_task changes neither rewards nor observations: tasks {_short(tasks[0], 40)} and {_short(other, 40)} gave identical "
-                f"rollouts for the same reset seed and {NUM_STEPS} actions. Make rewards or dynamics depend on the task set by set_task"
+                f"set_task changes neither rewards nor observations: tasks {_short(tasks[0], 40)} and "
+                f"{_short(other, 40)} gave identical "
+                f"rollouts for the same reset seed and {NUM_STEPS} actions. Make rewards or dynamics depend on the "
+                "task set by set_task"
             )
 
     def _rollout(self, task: Any, actions: list[Any]) -> list[Any]:
@@ -335,13 +379,17 @@ class _Checker:
             data = pickle.dumps(base)
         except Exception as e:  # noqa: BLE001 - reported as a failed check
             raise _CheckFailed(
-                f"pickle.dumps(env) raised {type(e).__name__}: {_clean(str(e))}. Keep unpicklable handles (files, locks, "
+                f"pickle.dumps(env) raised {type(e).__name__}: {_clean(str(e))}. Keep unpicklable handles (files, "
+                "locks, "
                 "renderers) out of the env's attributes or define __getstate__/__setstate__; samplers copy envs"
             ) from e
         copy = _call("pickle.loads(pickle.dumps(env))", pickle.loads, data)
         got = _call("get_task() on the unpickled env", copy.get_task)
         if not tasks_equal(got, task, loose=True):
-            raise _CheckFailed(f"the unpickled env's get_task() returned {_short(got)} instead of {_short(task)}. Keep the task in a picklable attribute of the env")
+            raise _CheckFailed(
+                f"the unpickled env's get_task() returned {_short(got)} instead of {_short(task)}. Keep the task in a "
+                "picklable attribute of the env"
+            )
 
 
 def check_family(target: str, env_kwargs: dict[str, Any] | None = None, seed: int = 0) -> list[CheckResult]:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from metarl.errors import CheckpointError
 
 FORMAT = "metarl-checkpoint"
 VERSION = 1
-
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -46,15 +46,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. A run directory keeps its checkpoints in checkpoints/ (last.pt is the newest).")
+        raise CheckpointError(
+            f"No checkpoint at {path}. A run directory keeps its checkpoints in checkpoints/ (last.pt is the newest)."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated and cannot be read ({type(e).__name__}: {e}). Resume from an earlier checkpoint in the same folder.") from e
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or truncated and cannot be read ({type(e).__name__}: {e}). Resume from an "
+            "earlier checkpoint in the same folder."
+        ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metarl checkpoint.")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, this metarl reads version {VERSION}.")
+        raise CheckpointError(
+            f"{path} has checkpoint version {state.get('version')}, this metarl reads version {VERSION}."
+        )
     for key in ("iteration", "config", "policy", "rng"):
         if key not in state:
             raise CheckpointError(f"Checkpoint {path} lacks {key!r}; it is incomplete.")

@@ -44,13 +44,26 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metarl", description="Meta-reinforcement learning: MAML-TRPO on task families.")
+    parser = argparse.ArgumentParser(
+        prog="metarl", description="Meta-reinforcement learning: MAML-TRPO on task families."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="meta-train a policy (or resume a run)")
     train.add_argument("--config", help=f"packaged config name ({', '.join(packaged_configs())}) or a YAML file")
-    train.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="override config values, e.g. --set num_iterations=50 seed=1")
-    train.add_argument("--learner", choices=LEARNERS, help="meta-learner (default: the config's, maml-trpo); same as --set learner=NAME")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values, e.g. --set num_iterations=50 seed=1",
+    )
+    train.add_argument(
+        "--learner",
+        choices=LEARNERS,
+        help="meta-learner (default: the config's, maml-trpo); same as --set learner=NAME",
+    )
     train.add_argument("--run-dir", help="output directory (default: runs/<config>-<timestamp>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     train.add_argument("--iterations", type=_count(1), help="with --resume: raise the iteration budget")
@@ -65,19 +78,45 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoints/last.pt)")
 
     bench = sub.add_parser("benchmark", help="MAML vs pretrained / oracle / random on held-out tasks, over seeds")
-    bench.add_argument("--config", default="2d-navigation", help="packaged config name or YAML file (default 2d-navigation)")
-    bench.add_argument("--budget", choices=["smoke", "full"], default="smoke", help="smoke: CI-sized (< 1 min); full: the published protocol")
+    bench.add_argument(
+        "--config", default="2d-navigation", help="packaged config name or YAML file (default 2d-navigation)"
+    )
+    bench.add_argument(
+        "--budget",
+        choices=["smoke", "full"],
+        default="smoke",
+        help="smoke: CI-sized (< 1 min); full: the published protocol",
+    )
     bench.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
-    bench.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. family=mymodule:MyFamily horizon=50")
+    bench.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. family=mymodule:MyFamily horizon=50",
+    )
     bench.add_argument("--out", help="output folder (default: runs/benchmark-<config>-<budget>-<timestamp>)")
-    bench.add_argument("--maml-runs", nargs="+", metavar="RUN_DIR", help="evaluate these MAML runs (one per seed) instead of training")
-    bench.add_argument("--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)")
+    bench.add_argument(
+        "--maml-runs", nargs="+", metavar="RUN_DIR", help="evaluate these MAML runs (one per seed) instead of training"
+    )
+    bench.add_argument(
+        "--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)"
+    )
     bench.add_argument("--jobs", type=_count(1), default=1, help="seeds in parallel processes (one torch thread each)")
 
     check = sub.add_parser("check-env", help="check that a task family is ready for meta-training")
     check.add_argument("target", help="a family id (Navigation2D), a Gymnasium id, or package.module:ClassName")
-    check.add_argument("--kwargs", nargs="+", default=[], metavar="KEY=VALUE", help="constructor arguments (YAML values), e.g. --kwargs goal_scale=3.0")
-    check.add_argument("--seed", type=int, default=0, help="seed of the checks' task sampling, resets and actions (default 0)")
+    check.add_argument(
+        "--kwargs",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor arguments (YAML values), e.g. --kwargs goal_scale=3.0",
+    )
+    check.add_argument(
+        "--seed", type=int, default=0, help="seed of the checks' task sampling, resets and actions (default 0)"
+    )
 
     sub.add_parser("configs", help="list the packaged configs")
     return parser
@@ -86,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.config or args.overrides or args.learner:
-            raise ConfigError("--resume continues a run with its saved config; do not pass --config, --set or --learner with it.")
+            raise ConfigError(
+                "--resume continues a run with its saved config; do not pass --config, --set or --learner with it."
+            )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress, num_iterations=args.iterations)
         print(f"Resuming {args.resume} at iteration {trainer.iteration} of {trainer.config.num_iterations}")
     else:
@@ -94,21 +135,40 @@ def _train(args: argparse.Namespace) -> None:
         name = Path(args.config).stem if args.config else "default"
         run_dir = args.run_dir or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
         trainer = Trainer(config, run_dir, progress=not args.no_progress)
-        print(f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} (device {trainer.device}, {trainer.threads} torch threads)")
+        print(
+            f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} "
+            f"(device {trainer.device}, {trainer.threads} torch threads)"
+        )
     trainer.train()
     rows = read_csv(trainer.run_dir / "progress.csv")
     if rows:
         last = rows[-10:]
         pre = sum(float(r["pre_return"]) for r in last) / len(last)
         post = sum(float(r["post_return"]) for r in last) / len(last)
-        print(f"Done: iteration {rows[-1]['iteration']}; mean return over the last {len(last)} iterations: {pre:.2f} before adaptation, {post:.2f} after.")
-    print(f"Logs, checkpoints and learning_curve.png are in {trainer.run_dir}; evaluate with `metarl evaluate {trainer.run_dir}`.")
+        print(
+            f"Done: iteration {rows[-1]['iteration']}; mean return over the last {len(last)} iterations: {pre:.2f} "
+            f"before adaptation, {post:.2f} after."
+        )
+    print(
+        f"Logs, checkpoints and learning_curve.png are in {trainer.run_dir}; "
+        f"evaluate with `metarl evaluate {trainer.run_dir}`."
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    report = evaluate_run(args.run_dir, num_tasks=args.tasks, episodes_per_task=args.episodes, max_steps=args.steps, seed=args.seed, checkpoint=args.checkpoint)
+    report = evaluate_run(
+        args.run_dir,
+        num_tasks=args.tasks,
+        episodes_per_task=args.episodes,
+        max_steps=args.steps,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+    )
     results = [StepResult(**r) for r in report["results"]]
-    print(f"{report['family']} at iteration {report['iteration']}: {report['num_tasks']} held-out tasks (seed {report['task_seed']}), {report['episodes_per_task']} episodes each")
+    print(
+        f"{report['family']} at iteration {report['iteration']}: {report['num_tasks']} held-out tasks "
+        f"(seed {report['task_seed']}), {report['episodes_per_task']} episodes each"
+    )
     print(format_table(results))
     print(f"Saved {Path(args.run_dir) / 'eval.json'} and eval.png")
 
@@ -117,7 +177,9 @@ def _benchmark(args: argparse.Namespace) -> None:
     name = Path(args.config).stem
     out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
     try:
-        report = run_benchmark(args.config, args.budget, args.seeds, out, args.overrides, args.maml_runs, args.jobs, args.ppo_timesteps)
+        report = run_benchmark(
+            args.config, args.budget, args.seeds, out, args.overrides, args.maml_runs, args.jobs, args.ppo_timesteps
+        )
     except (ValueError, FileExistsError) as e:
         if isinstance(e, USER_ERRORS):
             raise
@@ -160,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint and the logs are intact; continue with `metarl train --resume RUN_DIR`.", file=sys.stderr)
+        print(
+            "interrupted: the last checkpoint and the logs are intact; continue with `metarl train --resume RUN_DIR`.",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

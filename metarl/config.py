@@ -26,7 +26,6 @@ from metarl.errors import ConfigError
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-
 @dataclass
 class TrainConfig:
     """Everything that defines a meta-training run."""
@@ -105,7 +104,17 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ConfigError`` naming the key and what to do."""
-        positive_ints = ("num_iterations", "meta_batch_size", "episodes_per_task", "num_steps", "cg_iters", "ls_max_steps", "curvature_subsample", "checkpoint_every", "ppo_steps")
+        positive_ints = (
+            "num_iterations",
+            "meta_batch_size",
+            "episodes_per_task",
+            "num_steps",
+            "cg_iters",
+            "ls_max_steps",
+            "curvature_subsample",
+            "checkpoint_every",
+            "ppo_steps",
+        )
         for key in positive_ints:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -124,7 +133,9 @@ class TrainConfig:
         if self.horizon is not None and self.horizon < 1:
             raise ConfigError(f"horizon must be a positive integer or null, got {self.horizon!r}.")
         if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes must be a list of positive integers ([] for a linear policy), got {self.hidden_sizes!r}.")
+            raise ConfigError(
+                f"hidden_sizes must be a list of positive integers ([] for a linear policy), got {self.hidden_sizes!r}."
+            )
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}.")
         if self.outer_lr is not None and not self.outer_lr > 0:
@@ -132,7 +143,9 @@ class TrainConfig:
         if not self.clip_eps > 0:
             raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps!r}.")
         if self.inner_kl_coef is not None and not self.inner_kl_coef >= 0:
-            raise ConfigError(f"inner_kl_coef must be >= 0 (or null for the learner's default), got {self.inner_kl_coef!r}.")
+            raise ConfigError(
+                f"inner_kl_coef must be >= 0 (or null for the learner's default), got {self.inner_kl_coef!r}."
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.torch_threads < 0:
@@ -230,7 +243,9 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
         if not path.exists():
             packaged = CONFIG_DIR / f"{name_or_path}.yaml"
             if not packaged.exists():
-                raise ConfigError(f"No config file {str(name_or_path)!r}; packaged configs: {', '.join(packaged_configs())}.")
+                raise ConfigError(
+                    f"No config file {str(name_or_path)!r}; packaged configs: {', '.join(packaged_configs())}."
+                )
             path = packaged
         try:
             data = yaml.safe_load(path.read_text()) or {}

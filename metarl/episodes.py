@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from metarl.errors import NonFiniteBatchError
 
+from metarl.errors import NonFiniteBatchError
 
 
 def _check_time_shapes(**tensors: torch.Tensor) -> None:
@@ -80,7 +80,9 @@ def gae(r_t: torch.Tensor, v_t: torch.Tensor, m_t: torch.Tensor, gamma: float, l
     return adv * m_t
 
 
-def masked_normalize(x: torch.Tensor, m: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-8, weights: torch.Tensor | None = None) -> torch.Tensor:
+def masked_normalize(
+    x: torch.Tensor, m: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-8, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Standardize ``x`` over ``dims`` using only entries where ``m`` is 1; zero elsewhere.
 
     Args:
@@ -132,10 +134,16 @@ class Episodes:
 
     def __post_init__(self) -> None:
         k, n, t = self.rewards.shape
-        if self.mask.shape != (k, n, t) or self.observations.shape[:3] != (k, n, t) or self.actions.shape[:3] != (k, n, t):
+        if (
+            self.mask.shape != (k, n, t)
+            or self.observations.shape[:3] != (k, n, t)
+            or self.actions.shape[:3] != (k, n, t)
+        ):
             raise ValueError(
-                "Episodes need observations [K, N, T, obs_dim], actions [K, N, T(, act_dim)], rewards and mask [K, N, T]; got "
-                f"{tuple(self.observations.shape)}, {tuple(self.actions.shape)}, {tuple(self.rewards.shape)}, {tuple(self.mask.shape)}."
+                "Episodes need observations [K, N, T, obs_dim], actions [K, N, T(, act_dim)], rewards and mask [K, N, "
+                "T]; got "
+                f"{tuple(self.observations.shape)}, {tuple(self.actions.shape)}, {tuple(self.rewards.shape)}, "
+                f"{tuple(self.mask.shape)}."
             )
 
     @property

@@ -9,7 +9,6 @@ up to K steps. Report the mean return over tasks and its 95% confidence interval
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.checkpoint import load_checkpoint
-from metarl.errors import CheckpointError
-from metarl.config import config_from_dict
 from metarl.adaptation import Adaptation, InnerLoop
-from metarl.learners.base import MetaLearner
+from metarl.checkpoint import load_checkpoint
+from metarl.config import config_from_dict
+from metarl.errors import CheckpointError
+from metarl.families import make_family
 from metarl.learners import make_learner
+from metarl.learners.base import MetaLearner
 from metarl.plots import plot_adaptation
 from metarl.policies import Params, Policy
+from metarl.runtime import build_policy, configure_threads, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import normal_interval
-from metarl.families import make_family
 from metarl.task_api import seed_family
-from metarl.runtime import build_policy, configure_threads, seed_streams
 
 
 @dataclass
@@ -43,7 +42,15 @@ class StepResult:
     num_tasks: int
 
 
-def adaptation_returns(policy: Policy, learner: MetaLearner | InnerLoop, sampler: Sampler, tasks: list[Any], episodes_per_task: int, max_steps: int, chunk: int = 50) -> np.ndarray:
+def adaptation_returns(
+    policy: Policy,
+    learner: MetaLearner | InnerLoop,
+    sampler: Sampler,
+    tasks: list[Any],
+    episodes_per_task: int,
+    max_steps: int,
+    chunk: int = 50,
+) -> np.ndarray:
     """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``.
 
     Args:
@@ -82,7 +89,9 @@ def summarize(returns: np.ndarray) -> list[StepResult]:
 def format_table(results: list[StepResult]) -> str:
     """A plain-text table of the results."""
     lines = [f"{'adaptation steps':>16}  {'mean return':>12}  {'95% CI':>10}  {'tasks':>6}"]
-    lines += [f"{r.steps:>16d}  {r.mean:>12.2f}  {'+/- ' + format(r.ci95, '.2f'):>10}  {r.num_tasks:>6d}" for r in results]
+    lines += [
+        f"{r.steps:>16d}  {r.mean:>12.2f}  {'+/- ' + format(r.ci95, '.2f'):>10}  {r.num_tasks:>6d}" for r in results
+    ]
     return "\n".join(lines)
 
 

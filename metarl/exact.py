@@ -45,7 +45,9 @@ def policy_table(params: Params, num_states: int) -> torch.Tensor:
         ValueError: The parameters are not a single linear layer of matching size.
     """
     if set(params) != {"layers.0.weight", "layers.0.bias"}:
-        raise ValueError(f"Exact returns need a linear softmax policy (hidden_sizes=()), got parameters {sorted(params)}.")
+        raise ValueError(
+            f"Exact returns need a linear softmax policy (hidden_sizes=()), got parameters {sorted(params)}."
+        )
     w, b = params["layers.0.weight"], params["layers.0.bias"]  # [A, obs_dim], [A]
     if w.shape[1] == num_states:
         logits = w.T + b  # obs = e_s
@@ -76,7 +78,9 @@ def expected_return(params: Params, model: Model, horizon: int, gamma: float = 1
     return (mu * v).sum()
 
 
-def maml_objective(params: Params, models: Sequence[Model], fast_lr: float, horizon: int, gamma: float = 1.0, per_step: bool = True) -> torch.Tensor:
+def maml_objective(
+    params: Params, models: Sequence[Model], fast_lr: float, horizon: int, gamma: float = 1.0, per_step: bool = True
+) -> torch.Tensor:
     """``mean_k Jbar_k(theta + fast_lr * grad Jbar_k(theta))`` with its graph to ``params``.
 
     Args:
@@ -98,7 +102,9 @@ def maml_objective(params: Params, models: Sequence[Model], fast_lr: float, hori
     return torch.stack(values).mean()
 
 
-def maml_objective_and_grad(params: Params, models: Sequence[Model], fast_lr: float, horizon: int, gamma: float = 1.0, per_step: bool = True) -> tuple[float, torch.Tensor]:
+def maml_objective_and_grad(
+    params: Params, models: Sequence[Model], fast_lr: float, horizon: int, gamma: float = 1.0, per_step: bool = True
+) -> tuple[float, torch.Tensor]:
     """The exact MAML objective and its flat gradient w.r.t. ``params`` (concatenated in dict order)."""
     leaves = {n: p.detach().to(torch.float64).clone().requires_grad_(True) for n, p in params.items()}
     with torch.enable_grad():
@@ -108,7 +114,14 @@ def maml_objective_and_grad(params: Params, models: Sequence[Model], fast_lr: fl
 
 
 def sample_meta_gradients(
-    family: str, tasks: Sequence, policy: CategoricalMLPPolicy, fast_lr: float, estimator: str, episodes_per_task: int, num_batches: int, seed: int = 0
+    family: str,
+    tasks: Sequence,
+    policy: CategoricalMLPPolicy,
+    fast_lr: float,
+    estimator: str,
+    episodes_per_task: int,
+    num_batches: int,
+    seed: int = 0,
 ) -> torch.Tensor:
     """Meta-gradients of MAML-TRPO on ``num_batches`` independently sampled meta-batches.
 
@@ -120,7 +133,9 @@ def sample_meta_gradients(
     Returns:
         ``[num_batches, num_params]`` float64.
     """
-    inner = InnerLoop(policy=policy, fast_lr=fast_lr, estimator=estimator, gamma=1.0, gae_lambda=1.0, normalize_advantages=False)
+    inner = InnerLoop(
+        policy=policy, fast_lr=fast_lr, estimator=estimator, gamma=1.0, gae_lambda=1.0, normalize_advantages=False
+    )
     settings = TRPOSettings(fast_lr=fast_lr, estimator=estimator)
     sampler = Sampler(family, policy, seed=seed)
     out = []

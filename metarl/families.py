@@ -101,12 +101,19 @@ def _register_spec(spec: str) -> str:
         envs = [n for n in public if isinstance(getattr(module, n), type) and issubclass(getattr(module, n), gym.Env)]
         close = difflib.get_close_matches(attr, public, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(f'{module_name}:{c}') for c in close)}?" if close else ""
-        listed = f" gymnasium.Env classes in {module_name}: {', '.join(envs)}." if envs else f" {module_name} defines no gymnasium.Env class."
-        raise UnknownFamilyError(f"Module {module_name!r} has no attribute {attr!r} (from family spec {spec!r}).{hint}{listed}")
+        listed = (
+            f" gymnasium.Env classes in {module_name}: {', '.join(envs)}."
+            if envs
+            else f" {module_name} defines no gymnasium.Env class."
+        )
+        raise UnknownFamilyError(
+            f"Module {module_name!r} has no attribute {attr!r} (from family spec {spec!r}).{hint}{listed}"
+        )
     if isinstance(obj, type):
         if not issubclass(obj, gym.Env):
             raise UnknownFamilyError(
-                f"{spec} is a class but not a gymnasium.Env subclass (its bases: {', '.join(b.__name__ for b in obj.__mro__[1:])}); "
+                f"{spec} is a class but not a gymnasium.Env subclass (its bases: "
+                f"{', '.join(b.__name__ for b in obj.__mro__[1:])}); "
                 "a task family must subclass gymnasium.Env and add sample_tasks(n), set_task(task) and get_task()."
             )
         entry_point: str | Callable[..., gym.Env] = spec
@@ -114,7 +121,8 @@ def _register_spec(spec: str) -> str:
         entry_point = functools.partial(_make_from_factory, spec)
     else:
         raise UnknownFamilyError(
-            f"{spec} is an object of type {type(obj).__name__}, not a gymnasium.Env subclass or a function returning one; "
+            f"{spec} is an object of type {type(obj).__name__}, not a gymnasium.Env subclass or a function returning "
+            "one; "
             "point the spec at your task-family class."
         )
     if existing is not None:
@@ -159,7 +167,8 @@ def _import_family_module(module_name: str, spec: str) -> ModuleType:
             ours = missing == module_name or module_name.startswith(missing + ".")
             if not ours:
                 raise UnknownFamilyError(
-                    f"Importing module {module_name!r} (family spec {spec!r}) failed: a module it imports is missing ({e}). "
+                    f"Importing module {module_name!r} (family spec {spec!r}) failed: a module it imports is missing "
+                    f"({e}). "
                     f"Install {missing.split('.')[0]!r} or fix the import in {module_name}."
                 ) from e
             on_path = any(os.path.abspath(p or ".") == cwd for p in sys.path)
@@ -189,7 +198,10 @@ def _make_from_factory(spec: str, **kwargs: Any) -> gym.Env:
     module_name, _, attr = spec.partition(":")
     env = getattr(importlib.import_module(module_name), attr)(**kwargs)
     if not isinstance(env, gym.Env):
-        raise TaskAPIError(f"{spec}(...) returned an object of type {type(env).__name__}, not a gymnasium.Env; make the function return your task-family env.")
+        raise TaskAPIError(
+            f"{spec}(...) returned an object of type {type(env).__name__}, not a gymnasium.Env; make the function "
+            "return your task-family env."
+        )
     return env
 
 
@@ -228,9 +240,14 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise
     except TypeError as e:
         if kwargs and "argument" in str(e):
-            raise FamilyConstructionError(f"{env_id} does not accept env_kwargs {kwargs}: {e}. Fix env_kwargs in the config to match the family's constructor.") from e
+            raise FamilyConstructionError(
+                f"{env_id} does not accept env_kwargs {kwargs}: {e}. Fix env_kwargs in the config to match the "
+                "family's constructor."
+            ) from e
         raise
     except ValueError as e:  # a constructor's own check of a value (metarl's families check theirs)
         if kwargs and not isinstance(e, FamilyConstructionError):
-            raise FamilyConstructionError(f"{env_id} rejected env_kwargs {kwargs}: {e} Fix env_kwargs in the config.") from e
+            raise FamilyConstructionError(
+                f"{env_id} rejected env_kwargs {kwargs}: {e} Fix env_kwargs in the config."
+            ) from e
         raise

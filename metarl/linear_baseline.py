@@ -30,7 +30,9 @@ def baseline_features(observations: torch.Tensor) -> torch.Tensor:
     return torch.cat([obs, obs * obs, al, al * al, al * al * al, torch.ones_like(al)], dim=-1)
 
 
-def fit_linear(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, reg: float = 1e-5, max_tries: int = 8) -> torch.Tensor:
+def fit_linear(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, reg: float = 1e-5, max_tries: int = 8
+) -> torch.Tensor:
     """Batched weighted ridge regression ``argmin_c sum_i w_i (x_i c - y_i)^2 + reg * s * |c|^2``.
 
     ``s`` is the mean diagonal of ``X^T W X`` (so ``reg`` is scale-free, plus a tiny absolute
@@ -48,10 +50,13 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, reg: float = 1
         Coefficients ``[K, F]``.
     """
     if x.dim() != 3 or y.shape != x.shape[:2] or w.shape != y.shape:
-        raise ValueError(f"fit_linear expects x [K, M, F], y [K, M], w [K, M]; got {tuple(x.shape)}, {tuple(y.shape)}, {tuple(w.shape)}.")
+        raise ValueError(
+            f"fit_linear expects x [K, M, F], y [K, M], w [K, M]; got {tuple(x.shape)}, {tuple(y.shape)}, "
+            f"{tuple(w.shape)}."
+        )
     xw = x * w.unsqueeze(-1)
     xtx = xw.transpose(1, 2) @ x  # [K, F, F]
-    xty = (xw.transpose(1, 2) @ y.unsqueeze(-1))  # [K, F, 1]
+    xty = xw.transpose(1, 2) @ y.unsqueeze(-1)  # [K, F, 1]
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
     scale = xtx.diagonal(dim1=1, dim2=2).mean(-1).clamp(min=1e-8).view(-1, 1, 1)
     for _ in range(max_tries):

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+
 @dataclass(frozen=True)
 class IterationRow:
     """One meta-iteration as logged: one row of ``progress.csv`` (its columns, in order)."""
@@ -42,7 +43,15 @@ class IterationRow:
 
 
 COLUMNS = [f.name for f in fields(IterationRow)]
-TIMING_COLUMNS = ("sample_seconds", "update_seconds", "adapt_seconds", "grad_seconds", "cg_seconds", "line_search_seconds", "env_steps_per_second")
+TIMING_COLUMNS = (
+    "sample_seconds",
+    "update_seconds",
+    "adapt_seconds",
+    "grad_seconds",
+    "cg_seconds",
+    "line_search_seconds",
+    "env_steps_per_second",
+)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -78,9 +87,14 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                warnings.warn("TensorBoard logging is off: install the extra with `pip install metarl[tensorboard]`.", stacklevel=2)
+                warnings.warn(
+                    "TensorBoard logging is off: install the extra with `pip install metarl[tensorboard]`.",
+                    stacklevel=2,
+                )
             else:
-                self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=None if resume_from is None else resume_from + 1)
+                self._tb = SummaryWriter(
+                    str(Path(run_dir) / "tb"), purge_step=None if resume_from is None else resume_from + 1
+                )
 
     def log(self, row: dict[str, Any]) -> None:
         """Write one iteration's metrics (flushed at once, so a crash loses nothing logged)."""

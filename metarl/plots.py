@@ -54,12 +54,15 @@ def plot_learning_curve(run_dir: str | Path) -> Path | None:
 
 
 def plot_adaptation(results: Sequence[Any], path: Path, title: str) -> Path | None:
-    """Error-bar plot of return vs. adaptation steps (``metarl.evaluate.StepResult`` rows); ``None`` without the plot extra."""
+    """Error-bar plot of return vs. adaptation steps (``metarl.evaluate.StepResult`` rows); ``None``
+    without the plot extra."""
     plt = pyplot()
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.errorbar([r.steps for r in results], [r.mean for r in results], yerr=[r.ci95 for r in results], marker="o", capsize=4)
+    ax.errorbar(
+        [r.steps for r in results], [r.mean for r in results], yerr=[r.ci95 for r in results], marker="o", capsize=4
+    )
     ax.set_xlabel("adaptation steps")
     ax.set_ylabel("mean return (95% CI)")
     ax.set_xticks([r.steps for r in results])
@@ -71,7 +74,9 @@ def plot_adaptation(results: Sequence[Any], path: Path, title: str) -> Path | No
     return path
 
 
-def plot_benchmark(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
+def plot_benchmark(
+    summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str
+) -> list[Path]:
     """``adaptation.png`` and ``learning_curve.png``; nothing without matplotlib."""
     plt = pyplot()
     if plt is None:
@@ -80,7 +85,9 @@ def plot_benchmark(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict
     for name, rows in summary.items():
         x = [r["steps"] for r in rows]
         (line,) = ax.plot(x, [r["mean"] for r in rows], marker="o", label=name)
-        ax.fill_between(x, [r["mean_ci"][0] for r in rows], [r["mean_ci"][1] for r in rows], color=line.get_color(), alpha=0.2)
+        ax.fill_between(
+            x, [r["mean_ci"][0] for r in rows], [r["mean_ci"][1] for r in rows], color=line.get_color(), alpha=0.2
+        )
     ax.set_xlabel("adaptation steps")
     ax.set_ylabel("return on held-out tasks (95% CI)")
     ax.set_xticks(x)
@@ -98,10 +105,24 @@ def plot_benchmark(summary: dict[str, list[dict[str, Any]]], per_seed: list[dict
         for i, (seed, c) in enumerate(seeded):
             color = colors[i % len(colors)]
             ax.plot(c["iteration"], c["post_return"], color=color, lw=1.2, label=f"seed {seed}, after one step")
-            ax.plot(c["iteration"], c["pre_return"], color=color, lw=1.0, ls="--", alpha=0.8, label=f"seed {seed}, before adaptation")
+            ax.plot(
+                c["iteration"],
+                c["pre_return"],
+                color=color,
+                lw=1.0,
+                ls="--",
+                alpha=0.8,
+                label=f"seed {seed}, before adaptation",
+            )
         if len(seeded) > 1:
             n = min(len(c["post_return"]) for _, c in seeded)
-            ax.plot(np.arange(1, n + 1), np.mean([c["post_return"][:n] for _, c in seeded], axis=0), color="black", lw=2.0, label="mean over seeds, after one step")
+            ax.plot(
+                np.arange(1, n + 1),
+                np.mean([c["post_return"][:n] for _, c in seeded], axis=0),
+                color="black",
+                lw=2.0,
+                label="mean over seeds, after one step",
+            )
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("return on the meta-batch's training tasks")
         ax.set_title(f"{title}: MAML meta-training, per seed")

@@ -15,13 +15,12 @@ Distributions are plain tensors: a Gaussian is ``(mean, log_std)``, a categorica
 from __future__ import annotations
 
 import math
-from typing import Dict
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-Params = Dict[str, torch.Tensor]
+Params = dict[str, torch.Tensor]
 Dist = tuple[torch.Tensor, ...]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -202,7 +201,9 @@ class CategoricalMLPPolicy(MLPPolicy):
 
     discrete = True
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh") -> None:
+    def __init__(
+        self, obs_dim: int, num_actions: int, hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh"
+    ) -> None:
         super().__init__(obs_dim, num_actions, hidden_sizes, activation)
         self.num_actions = num_actions
 
@@ -237,14 +238,23 @@ class CategoricalMLPPolicy(MLPPolicy):
 Policy = GaussianMLPPolicy | CategoricalMLPPolicy
 
 
-def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden_sizes: tuple[int, ...], activation: str, init_std: float = 1.0) -> Policy:
+def make_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_sizes: tuple[int, ...],
+    activation: str,
+    init_std: float = 1.0,
+) -> Policy:
     """The policy for these spaces: Gaussian for ``Box`` actions, categorical for ``Discrete``.
 
     Raises:
         ValueError: For observation or action spaces the policies cannot handle.
     """
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(f"Policies need a flat Box observation space, got {observation_space}. Wrap the env with gymnasium.wrappers.FlattenObservation.")
+        raise ValueError(
+            f"Policies need a flat Box observation space, got {observation_space}. Wrap the env with "
+            "gymnasium.wrappers.FlattenObservation."
+        )
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation, init_std)

@@ -21,8 +21,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.policies import GaussianMLPPolicy, Policy
 from metarl.families import make_family
+from metarl.policies import GaussianMLPPolicy, Policy
 from metarl.task_api import seed_family
 
 
@@ -36,7 +36,8 @@ def require_sb3() -> Any:
 
 
 def task_vector(task: Any) -> np.ndarray:
-    """A task as a flat float vector (``task.to_array()``, dict values by sorted key, dataclass fields, numbers, arrays).
+    """A task as a flat float vector (``task.to_array()``, dict values by sorted key, dataclass
+    fields, numbers, arrays).
 
     Raises:
         TypeError: The task has no numeric representation (give it a ``to_array`` method).
@@ -52,7 +53,9 @@ def task_vector(task: Any) -> np.ndarray:
     try:
         return np.asarray(task, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"Cannot turn task {task!r} into a vector for the oracle; give the task class a to_array() method.") from e
+        raise TypeError(
+            f"Cannot turn task {task!r} into a vector for the oracle; give the task class a to_array() method."
+        ) from e
 
 
 class TaskObservationEnv(gym.Env):
@@ -72,7 +75,8 @@ class TaskObservationEnv(gym.Env):
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise TypeError(f"The oracle needs a flat Box observation space, {family} has {space}.")
         self.observation_space = gym.spaces.Box(
-            np.concatenate([space.low, np.full(dim, -np.inf)]).astype(np.float32), np.concatenate([space.high, np.full(dim, np.inf)]).astype(np.float32)
+            np.concatenate([space.low, np.full(dim, -np.inf)]).astype(np.float32),
+            np.concatenate([space.high, np.full(dim, np.inf)]).astype(np.float32),
         )
         self.np_random = base.np_random
 
@@ -92,7 +96,9 @@ class TaskObservationEnv(gym.Env):
         """The underlying family's task."""
         return self.env.unwrapped.get_task()  # type: ignore[attr-defined]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         return self._augment(obs), info
 
@@ -113,7 +119,15 @@ class NewTaskEachEpisode(gym.Wrapper):
 
 
 def train_ppo(
-    family: str, horizon: int, timesteps: int, seed: int, hidden_sizes: tuple[int, ...] = (64, 64), init_std: float = 1.0, oracle: bool = False, env_kwargs: dict[str, Any] | None = None, n_envs: int = 8,
+    family: str,
+    horizon: int,
+    timesteps: int,
+    seed: int,
+    hidden_sizes: tuple[int, ...] = (64, 64),
+    init_std: float = 1.0,
+    oracle: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    n_envs: int = 8,
     rollout_steps: int = 2048,
 ) -> Any:
     """Train SB3 PPO on the family, a new task every episode.
@@ -150,11 +164,24 @@ def train_ppo(
 
     vec = DummyVecEnv([make(i) for i in range(n_envs)])
     vec.seed(seed)
-    policy_kwargs = {"net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)}, "activation_fn": torch.nn.Tanh, "log_std_init": math.log(init_std)}
+    policy_kwargs = {
+        "net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)},
+        "activation_fn": torch.nn.Tanh,
+        "log_std_init": math.log(init_std),
+    }
     if rollout_steps < n_envs:
         raise ValueError(f"rollout_steps ({rollout_steps}) must be >= n_envs ({n_envs}).")
     n_steps = max(1, min(rollout_steps, timesteps) // n_envs)
-    model = sb3.PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(64, n_steps * n_envs), policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
+    model = sb3.PPO(
+        "MlpPolicy",
+        vec,
+        n_steps=n_steps,
+        batch_size=min(64, n_steps * n_envs),
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     model.learn(total_timesteps=timesteps)
     return model
 
@@ -170,7 +197,10 @@ def sb3_to_metarl(model: Any, hidden_sizes: tuple[int, ...]) -> GaussianMLPPolic
     act_dim = int(np.prod(model.action_space.shape))
     linears = [m for m in sb3_policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
     if [layer.out_features for layer in linears] != list(hidden_sizes) or not hasattr(sb3_policy, "log_std"):
-        raise ValueError(f"The SB3 policy's actor is {[layer.out_features for layer in linears]} wide; metarl's policy is {list(hidden_sizes)} with a Gaussian head.")
+        raise ValueError(
+            f"The SB3 policy's actor is {[layer.out_features for layer in linears]} wide; metarl's policy is "
+            f"{list(hidden_sizes)} with a Gaussian head."
+        )
     policy = GaussianMLPPolicy(obs_dim, act_dim, tuple(hidden_sizes), "tanh")
     with torch.no_grad():
         for target, layer in zip(policy.layers, [*linears, sb3_policy.action_net]):

@@ -82,7 +82,8 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     iterations = sorted(set(maml_iterations(per_seed)))
     config = report["config"]
     lines = [
-        f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x {budget['eval_episodes']} episodes, "
+        f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
+        f"{budget['eval_episodes']} episodes, "
         f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
         f"{config['meta_batch_size']} tasks x {config['episodes_per_task']} episodes; PPO baselines "
         f"{budget['ppo_timesteps']:,} env steps each; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
@@ -99,10 +100,20 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     lines.append("")
     for other, verdict in report.get("claim_one_step", {}).items():
         word = "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
-        lines.append(f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} {_num(verdict['other_mean'], signed)}: 95% CIs {word}.")
+        lines.append(
+            f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} "
+            f"{_num(verdict['other_mean'], signed)}: 95% CIs {word}."
+        )
     if steps > 1:
-        parts = [f"{method} " + " / ".join(_num(m, signed) for m in seed_means(per_seed, method, 1)) for method in METHOD_LABELS]
-        lines.append(f"- Per-seed means after one step (seeds {' / '.join(str(s['seed']) for s in per_seed)}): " + "; ".join(parts) + ".")
+        parts = [
+            f"{method} " + " / ".join(_num(m, signed) for m in seed_means(per_seed, method, 1))
+            for method in METHOD_LABELS
+        ]
+        lines.append(
+            f"- Per-seed means after one step (seeds {' / '.join(str(s['seed']) for s in per_seed)}): "
+            + "; ".join(parts)
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +132,11 @@ def render_evaluation(evals: list[tuple[str, dict[str, Any]]]) -> str:
             cells.append(f"**{cell}**" if k == 1 and cell else cell)
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     first = evals[0][1]
-    lines += ["", f"{first['num_tasks']} held-out tasks x {first['episodes_per_task']} episodes per run, after {first['iteration']} meta-iterations."]
+    lines += [
+        "",
+        f"{first['num_tasks']} held-out tasks x {first['episodes_per_task']} episodes per run, after "
+        f"{first['iteration']} meta-iterations.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -144,9 +159,15 @@ def render_learners(report: dict[str, Any]) -> str:
     lines = ["| learner | before | after one step |", "|---|---|---|"]
     for i, learner in enumerate(order):
         after = _interval(summary[learner]["after"], signed=False)
-        lines.append(f"| {learner} | {summary[learner]['before']['mean']:.1f} | {f'**{after}**' if i == 0 else after} |")
+        lines.append(
+            f"| {learner} | {summary[learner]['before']['mean']:.1f} | {f'**{after}**' if i == 0 else after} |"
+        )
     meta = report["meta"]
-    lines += ["", f"{meta['iterations']} meta-iterations, seeds {', '.join(map(str, meta['seeds']))}, {meta['eval_tasks']} held-out tasks x {meta['eval_episodes']} episodes; mean [stratified-bootstrap 95% CI] over seeds x tasks."]
+    lines += [
+        "",
+        f"{meta['iterations']} meta-iterations, seeds {', '.join(map(str, meta['seeds']))}, {meta['eval_tasks']} "
+        f"held-out tasks x {meta['eval_episodes']} episodes; mean [stratified-bootstrap 95% CI] over seeds x tasks.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -160,15 +181,29 @@ def render_speed(navigation: dict[str, Any], cheetah: dict[str, Any]) -> str:
     s = default["seconds_per_iteration"]
     cs = cheetah["seconds_per_iteration"]
     rows = [
-        ("2D navigation, default config (20 tasks x 20 episodes x 100 steps, curvature on every 10th episode)",
-         f"**{s:.2f}** (sampling {default['sample_seconds']:.2f}, meta-gradient {default['grad_seconds']:.2f}, CG {default['cg_seconds']:.2f}, line search {default['line_search_seconds']:.2f})",
-         f"pytorch-maml-rl {quoted:.2f} s ({quoted / s:.1f}x); the textbook third-order HVP in the same run {textbook['seconds_per_iteration']:.2f} s ({textbook['seconds_per_iteration'] / s:.1f}x)"),
-        ("2D navigation, exact curvature on all episodes", f"{exact['seconds_per_iteration']:.2f}", f"pytorch-maml-rl {quoted:.2f} s ({quoted / exact['seconds_per_iteration']:.1f}x)"),
-        ("HalfCheetahVel, pytorch-maml-rl's setting (40 tasks x 20 episodes x 100 steps)",
-         f"**{cs:.1f}** (sampling {cheetah['sample_seconds']:.1f} at {cheetah['sampler_env_steps_per_second'] / 1000:.0f}k env-steps/s)",
-         f"pytorch-maml-rl {PYTORCH_MAML_RL_HALFCHEETAH_SECONDS:.1f} s ({PYTORCH_MAML_RL_HALFCHEETAH_SECONDS / cs:.1f}x)"),
+        (
+            "2D navigation, default config (20 tasks x 20 episodes x 100 steps, curvature on every 10th episode)",
+            f"**{s:.2f}** (sampling {default['sample_seconds']:.2f}, meta-gradient {default['grad_seconds']:.2f}, CG "
+            f"{default['cg_seconds']:.2f}, line search {default['line_search_seconds']:.2f})",
+            f"pytorch-maml-rl {quoted:.2f} s ({quoted / s:.1f}x); the textbook third-order HVP in the same run "
+            f"{textbook['seconds_per_iteration']:.2f} s ({textbook['seconds_per_iteration'] / s:.1f}x)",
+        ),
+        (
+            "2D navigation, exact curvature on all episodes",
+            f"{exact['seconds_per_iteration']:.2f}",
+            f"pytorch-maml-rl {quoted:.2f} s ({quoted / exact['seconds_per_iteration']:.1f}x)",
+        ),
+        (
+            "HalfCheetahVel, pytorch-maml-rl's setting (40 tasks x 20 episodes x 100 steps)",
+            f"**{cs:.1f}** (sampling {cheetah['sample_seconds']:.1f} at "
+            f"{cheetah['sampler_env_steps_per_second'] / 1000:.0f}k env-steps/s)",
+            f"pytorch-maml-rl {PYTORCH_MAML_RL_HALFCHEETAH_SECONDS:.1f} s "
+            f"({PYTORCH_MAML_RL_HALFCHEETAH_SECONDS / cs:.1f}x)",
+        ),
     ]
-    lines = ["| | seconds per meta-iteration | reference |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines = ["| | seconds per meta-iteration | reference |", "|---|---|---|"] + [
+        f"| {a} | {b} | {c} |" for a, b, c in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,16 +215,23 @@ def render_sampler(report: dict[str, Any]) -> str:
     ]
     for robot, r in report["robots"].items():
         lines.append(
-            f"| {robot} | {r['batched_sampler']['env_steps_per_second']:,.0f} | {r['ratio_to_ceiling']:.2f}x | {r['ratio_to_sync_vector_env']:.1f}x |"
+            f"| {robot} | {r['batched_sampler']['env_steps_per_second']:,.0f} | {r['ratio_to_ceiling']:.2f}x | "
+            f"{r['ratio_to_sync_vector_env']:.1f}x |"
         )
     memory = report["memory"]
-    lines += ["", f"{report['num_envs']} envs ({report['tasks']} tasks x {report['episodes_per_task']} episodes); peak memory of an {memory['num_envs']}-env HalfCheetah sampler {memory['peak_rss_mb']:.0f} MB."]
+    lines += [
+        "",
+        f"{report['num_envs']} envs ({report['tasks']} tasks x {report['episodes_per_task']} episodes); peak memory of "
+        f"an {memory['num_envs']}-env HalfCheetah sampler {memory['peak_rss_mb']:.0f} MB.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _load_json(path: Path) -> Any:
     if not path.is_file():
-        raise ReportError(f"{path} is missing: run the benchmark that writes it, or remove its block from the document.")
+        raise ReportError(
+            f"{path} is missing: run the benchmark that writes it, or remove its block from the document."
+        )
     return json.loads(path.read_text())
 
 
@@ -205,7 +247,9 @@ def render_block(kind: str, name: str, results: Path) -> str:
         "runs": lambda: render_runs(_runs(results / name)),
         "learners": lambda: render_learners(_load_json(results / "learners.json")),
         "sampler": lambda: render_sampler(_load_json(results / "mujoco_sampler.json")),
-        "speed": lambda: render_speed(_load_json(results / "meta_iteration.json"), _load_json(results / "meta_iteration_halfcheetah-vel.json")),
+        "speed": lambda: render_speed(
+            _load_json(results / "meta_iteration.json"), _load_json(results / "meta_iteration_halfcheetah-vel.json")
+        ),
     }
     if kind not in renderers:
         raise ReportError(f"Unknown generated block kind {kind!r}; choose one of {', '.join(renderers)}.")
@@ -216,7 +260,9 @@ def _evaluations(results: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
     """``NAME/eval.json`` and ``NAME_seed*/eval.json``, labelled by the seed in their ``config.yaml``."""
     out = []
     for path in [results / name / "eval.json", *sorted(results.glob(f"{name}_seed*/eval.json"))]:
-        config = yaml.safe_load((path.parent / "config.yaml").read_text()) if (path.parent / "config.yaml").is_file() else {}
+        config = (
+            yaml.safe_load((path.parent / "config.yaml").read_text()) if (path.parent / "config.yaml").is_file() else {}
+        )
         out.append((f"seed {config.get('seed', '?')}", _load_json(path)))
     return out
 

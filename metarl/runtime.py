@@ -27,7 +27,9 @@ def resolve_device(name: str) -> torch.device:
 
 def configure_threads(requested: int) -> int:
     """Set torch's intra-op threads deliberately (oversubscription on small machines costs ~3x)."""
-    n = requested or max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+    n = requested or max(
+        1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    )
     torch.set_num_threads(n)
     return n
 
@@ -40,4 +42,6 @@ def seed_streams(seed: int) -> dict[str, int]:
 
 def build_policy(config: TrainConfig, env: Any) -> Policy:
     """The policy the config describes, for the family's spaces."""
-    return make_policy(env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std)
+    return make_policy(
+        env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std
+    )

@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 from metarl.episodes import Episodes
-from metarl.policies import Params, Policy
-from metarl.families import make_family
-from metarl.task_api import BatchedTaskEnv, check_task_family, make_batched
 from metarl.errors import ConfigError, SamplerError
-
+from metarl.families import make_family
+from metarl.policies import Params, Policy
+from metarl.task_api import BatchedTaskEnv, check_task_family, make_batched
 
 
 class VectorEnvBatch:
@@ -74,7 +73,14 @@ class Sampler:
         >>> episodes = sampler.sample(policy.get_params(), tasks, episodes_per_task=20)
     """
 
-    def __init__(self, family: str | gym.Env, policy: Policy, horizon: int | None = None, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        family: str | gym.Env,
+        policy: Policy,
+        horizon: int | None = None,
+        seed: int = 0,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.env_kwargs = dict(env_kwargs or {})
         if isinstance(family, str):
             self.family_id: str | None = family
@@ -85,8 +91,9 @@ class Sampler:
         spec_horizon = self.env.spec.max_episode_steps if self.env.spec is not None else None
         self.horizon = int(horizon or spec_horizon or 0)
         if self.horizon < 1:
-
-            raise ConfigError("The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps.")
+            raise ConfigError(
+                "The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps."
+            )
         self.policy = policy
         self.generator = torch.Generator().manual_seed(seed)
         self.np_rng = np.random.default_rng(seed)
@@ -141,7 +148,9 @@ class Sampler:
                     torch.set_num_threads(threads)
                 obs = env.reset(seed=seed) if "seed" in inspect.signature(env.reset).parameters else env.reset()  # type: ignore[call-arg]
             except Exception as e:  # noqa: BLE001 - re-raised with context
-                raise SamplerError(f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}") from e
+                raise SamplerError(
+                    f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}"
+                ) from e
             return self._rollout(env, obs, params, k, n)
         finally:
             if previous_threads is not None:
@@ -165,7 +174,9 @@ class Sampler:
             try:
                 obs, reward, done = env.step(actions)
             except Exception as e:  # noqa: BLE001 - re-raised with context
-                raise SamplerError(f"The environment raised {type(e).__name__} at step {t} of a batch of {k} tasks x {n} episodes: {e}") from e
+                raise SamplerError(
+                    f"The environment raised {type(e).__name__} at step {t} of a batch of {k} tasks x {n} episodes: {e}"
+                ) from e
             rew_buf[t] = reward
             alive = alive & ~done
             if not bool(alive.any()):

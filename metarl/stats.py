@@ -67,7 +67,11 @@ def mean_score(scores: np.ndarray) -> float:
 
 
 def stratified_bootstrap_ci(
-    scores: np.ndarray, statistic: Callable[[np.ndarray], float], reps: int = 2000, confidence: float = 0.95, seed: int = 0
+    scores: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic([runs, tasks])``.
 

@@ -29,7 +29,6 @@ from gymnasium.utils import seeding
 
 from metarl.errors import TaskAPIError
 
-
 TASK_API = ("sample_tasks", "set_task", "get_task")
 
 
@@ -84,7 +83,9 @@ def check_task_family(env: Any, name: str | None = None) -> None:
     """
     label = name or type(env).__name__
     if not isinstance(env, gym.Env):
-        raise TaskAPIError(f"{label} is a {type(env).__name__}, not a gymnasium.Env; a task family must subclass gymnasium.Env.")
+        raise TaskAPIError(
+            f"{label} is a {type(env).__name__}, not a gymnasium.Env; a task family must subclass gymnasium.Env."
+        )
     base = env.unwrapped
     missing = [m for m in TASK_API if not callable(getattr(base, m, None))]
     if missing:

@@ -11,31 +11,24 @@ A run directory holds::
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from metarl.callbacks import Callback, CheckpointEvery, ProgressBar, RowFunction, as_callbacks
 from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
-from metarl.errors import CheckpointError
 from metarl.config import TrainConfig, config_from_dict, load_config
-from metarl.logger import IterationRow, RunLogger
+from metarl.errors import CheckpointError, RunExistsError, TrainingDivergedError
+from metarl.families import make_family
 from metarl.learners import make_learner
+from metarl.logger import IterationRow, RunLogger
 from metarl.plots import plot_learning_curve
-from metarl.policies import Policy
 from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
 from metarl.sampler import Sampler
-from metarl.families import make_family
 from metarl.task_api import seed_family
-from metarl.errors import RunExistsError, TrainingDivergedError
-
-
 
 
 class Trainer:
@@ -54,7 +47,13 @@ class Trainer:
         >>> rows = trainer.train()
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback | RowFunction] | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        progress: bool = True,
+        callbacks: Sequence[Callback | RowFunction] | None = None,
+    ) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -128,7 +127,9 @@ class Trainer:
         """
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
-            raise CheckpointError(f"{run_dir} is not a metarl run directory (no config.yaml); start one with `metarl train`.")
+            raise CheckpointError(
+                f"{run_dir} is not a metarl run directory (no config.yaml); start one with `metarl train`."
+            )
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         config = config_from_dict(state["config"])
         if num_iterations is not None:
@@ -193,16 +194,25 @@ class Trainer:
         Logs and checkpoints are written as the run goes, so an exception (an env that
         raises, a NaN batch, Ctrl-C) leaves the last checkpoint and every logged row intact.
         """
-        if self.iteration == 0 and ((self.run_dir / "progress.csv").exists() or (self.run_dir / "checkpoints").exists()):
+        if self.iteration == 0 and (
+            (self.run_dir / "progress.csv").exists() or (self.run_dir / "checkpoints").exists()
+        ):
             raise RunExistsError(
                 f"{self.run_dir} already holds a run; training there would overwrite its logs and checkpoints. "
-                f"Continue it with `metarl train --resume {self.run_dir}`, pick another --run-dir, or delete the folder."
+                f"Continue it with `metarl train --resume {self.run_dir}`, pick another --run-dir, or delete the "
+                "folder."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None)
+        logger = RunLogger(
+            self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None
+        )
         rows: list[dict[str, Any]] = []
-        callbacks = [*([ProgressBar()] if self.progress else []), CheckpointEvery(self.config.checkpoint_every), *self.callbacks]
+        callbacks = [
+            *([ProgressBar()] if self.progress else []),
+            CheckpointEvery(self.config.checkpoint_every),
+            *self.callbacks,
+        ]
         try:
             for callback in callbacks:
                 callback.on_train_start(self)
@@ -210,7 +220,9 @@ class Trainer:
                 row = self.run_iteration()
                 for key in ("pre_return", "post_return"):
                     if not math.isfinite(row[key]):
-                        raise TrainingDivergedError(f"{key} is {row[key]} at iteration {self.iteration}: the policy diverged.")
+                        raise TrainingDivergedError(
+                            f"{key} is {row[key]} at iteration {self.iteration}: the policy diverged."
+                        )
                 logger.log(row)
                 rows.append(row)
                 go_on = [callback.on_iteration(self, row) for callback in callbacks]  # every callback sees every row
@@ -226,7 +238,9 @@ class Trainer:
         return rows
 
 
-def train(config: TrainConfig | str, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+def train(
+    config: TrainConfig | str, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
     """Convenience: load a config (name, path or object) and train into ``run_dir``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config, overrides)
     return Trainer(cfg, run_dir, progress).train()

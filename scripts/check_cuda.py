@@ -26,20 +26,34 @@ from metarl.trainer import Trainer
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="the device to compare against the CPU (default cuda)")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides (e.g. a tiny problem for smoke tests)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        help="extra config overrides (e.g. a tiny problem for smoke tests)",
+    )
     args = parser.parse_args()
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("skipped: torch sees no CUDA GPU")
         return 0
-    overrides = ["meta_batch_size=10", "episodes_per_task=10", "tensorboard=false", "curvature_subsample=2", *args.overrides]
+    overrides = [
+        "meta_batch_size=10",
+        "episodes_per_task=10",
+        "tensorboard=false",
+        "curvature_subsample=2",
+        *args.overrides,
+    ]
     cfg = load_config("2d-navigation", overrides + ["device=cpu"])
     with tempfile.TemporaryDirectory() as tmp:
         cpu = Trainer(cfg, tmp, progress=False)
         cpu.policy.double()
         tasks = cpu.family.unwrapped.sample_tasks(cfg.meta_batch_size)
         gpu_policy = copy.deepcopy(cpu.policy).to(device)
-        gpu = MAMLTRPO(gpu_policy, TRPOSettings.from_config(cfg), cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, device)
+        gpu = MAMLTRPO(
+            gpu_policy, TRPOSettings.from_config(cfg), cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, device
+        )
         params = cpu.learner.initial_params()
         train = cpu.sampler.sample({k: v.float() for k, v in params.items()}, tasks, cfg.episodes_per_task)
         adaptation_cpu = cpu.learner.adapt(train)
@@ -51,8 +65,14 @@ def main() -> int:
         valid = cpu.sampler.sample({k: v.float() for k, v in adapted_cpu.items()}, tasks, cfg.episodes_per_task)
         s_cpu = cpu.learner.step(adaptation_cpu, valid)
         s_gpu = gpu.step(adaptation_gpu, valid)
-        pdiff = max((p.detach() - q.detach().cpu()).abs().max().item() for p, q in zip(cpu.policy.parameters(), gpu_policy.parameters()))
-        print(f"meta-update CPU vs {device} (float64): accepted {s_cpu.accepted}/{s_gpu.accepted}, max abs parameter diff {pdiff:.2e}")
+        pdiff = max(
+            (p.detach() - q.detach().cpu()).abs().max().item()
+            for p, q in zip(cpu.policy.parameters(), gpu_policy.parameters())
+        )
+        print(
+            f"meta-update CPU vs {device} (float64): accepted {s_cpu.accepted}/{s_gpu.accepted}, max abs parameter "
+            f"diff {pdiff:.2e}"
+        )
         assert s_cpu.accepted == s_gpu.accepted and pdiff < 1e-6, pdiff
 
     cfg = load_config("2d-navigation", overrides + [f"device={device}", "num_iterations=5", "checkpoint_every=5"])
@@ -60,9 +80,14 @@ def main() -> int:
         trainer = Trainer(cfg, tmp, progress=False)
         rows = trainer.train()
         assert all(p.device.type == torch.device(device).type for p in trainer.policy.parameters())
-        assert len(rows) == 5 and all(torch.isfinite(torch.tensor([r["pre_return"], r["post_return"]])).all() for r in rows)
+        assert len(rows) == 5 and all(
+            torch.isfinite(torch.tensor([r["pre_return"], r["post_return"]])).all() for r in rows
+        )
         for r in rows:
-            print(f"iter {r['iteration']}: pre {r['pre_return']:.2f} post {r['post_return']:.2f} sample {r['sample_seconds']:.3f}s update {r['update_seconds']:.3f}s")
+            print(
+                f"iter {r['iteration']}: pre {r['pre_return']:.2f} post {r['post_return']:.2f} sample "
+                f"{r['sample_seconds']:.3f}s update {r['update_seconds']:.3f}s"
+            )
         resumed = Trainer.resume(tmp, progress=False, num_iterations=6)
         resumed.train()
         assert resumed.iteration == 6

@@ -28,7 +28,22 @@ PACKAGES = {"metarl": ROOT / "metarl", "metarl.envs": ROOT / "envs"}
 
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("errors", "config", "task_api", "policies", "episodes", "linear_baseline", "estimators", "trpo", "stats", "logger", "checkpoint")),
+    (
+        "leaves",
+        (
+            "errors",
+            "config",
+            "task_api",
+            "policies",
+            "episodes",
+            "linear_baseline",
+            "estimators",
+            "trpo",
+            "stats",
+            "logger",
+            "checkpoint",
+        ),
+    ),
     ("task families", ("envs",)),
     ("family ids", ("families",)),
     ("sampling", ("sampler",)),
@@ -83,7 +98,9 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(module: str, path: Path, modules: dict[str, Path]) -> tuple[set[str], set[str]]:
@@ -174,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     both = {m: top[m] | deferred[m] for m in top}
     found = circles(both)
     largest = max(module_files().items(), key=lambda kv: len(kv[1].read_text().splitlines()))
-    print(f"modules: {len(top)}, module-level edges: {sum(map(len, top.values()))}, deferred internal imports: {sum(map(len, deferred.values()))}")
+    print(
+        f"modules: {len(top)}, module-level edges: {sum(map(len, top.values()))}, deferred internal imports: "
+        f"{sum(map(len, deferred.values()))}"
+    )
     print(f"largest module: {largest[0]} ({len(largest[1].read_text().splitlines())} lines)")
     if args.edges:
         for m in sorted(top):

@@ -28,7 +28,9 @@ def _describe(stale: dict[Path, list[str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or with ``--check`` only compare) the generated blocks; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path, help="Markdown files with generated blocks (default: README.md and docs/*.md)")
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="Markdown files with generated blocks (default: README.md and docs/*.md)"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--check", action="store_true", help="only report blocks that differ from the results (exit 1)")
     args = parser.parse_args(argv)

@@ -10,7 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))  # `import sinusoid` is examples/sinusoid.py
 
-TINY_NAVIGATION = ["meta_batch_size=4", "episodes_per_task=4", "horizon=20", "hidden_sizes=[16]", "tensorboard=false", "torch_threads=1"]
+TINY_NAVIGATION = [
+    "meta_batch_size=4",
+    "episodes_per_task=4",
+    "horizon=20",
+    "hidden_sizes=[16]",
+    "tensorboard=false",
+    "torch_threads=1",
+]
 """Overrides of the 2d-navigation config for runs of a few seconds."""
 
 

@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from metarl.benchmark import BUDGETS, METHODS, Budget, claim, format_table, get_budget, run_benchmark, summarize
-from metarl.reference_methods import NewTaskEachEpisode, TaskObservationEnv, policy_mean, sb3_to_metarl, task_vector, train_ppo
 from metarl.families import make_family
+from metarl.reference_methods import (
+    NewTaskEachEpisode,
+    TaskObservationEnv,
+    policy_mean,
+    sb3_to_metarl,
+    task_vector,
+    train_ppo,
+)
 from metarl.task_api import seed_family
 
 pytest.importorskip("stable_baselines3")
@@ -87,7 +94,9 @@ def test_sb3_weights_load_into_the_metarl_policy_exactly() -> None:
 
 def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
     torch.set_num_threads(1)
-    model = train_ppo("Navigation2D", horizon=10, timesteps=256, seed=0, hidden_sizes=(8, 8), n_envs=4, rollout_steps=64)
+    model = train_ppo(
+        "Navigation2D", horizon=10, timesteps=256, seed=0, hidden_sizes=(8, 8), n_envs=4, rollout_steps=64
+    )
     assert model.n_steps * model.n_envs == 64  # 4 PPO updates for 256 steps, not 1
     assert model._n_updates == 4 * model.n_epochs
     with pytest.raises(ValueError, match="rollout_steps"):
@@ -96,7 +105,10 @@ def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
 
 def _fake_per_seed(offsets: dict[str, float], seeds: int = 3, tasks: int = 30) -> list[dict]:
     rng = np.random.default_rng(0)
-    return [{"returns": {m: [list(offsets[m] + k + rng.normal(0, 1, tasks)) for k in range(3)] for m in METHODS}} for _ in range(seeds)]
+    return [
+        {"returns": {m: [list(offsets[m] + k + rng.normal(0, 1, tasks)) for k in range(3)] for m in METHODS}}
+        for _ in range(seeds)
+    ]
 
 
 def test_summary_and_claim() -> None:
@@ -124,7 +136,17 @@ def test_budgets_and_bad_arguments(tmp_path) -> None:
 
 def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     torch.set_num_threads(1)
-    tiny = Budget("tiny", 1, 256, eval_tasks=3, eval_episodes=2, max_steps=1, lr_grid=(0.05, 0.2), lr_tasks=2, config_overrides=("meta_batch_size=2", "episodes_per_task=2"))
+    tiny = Budget(
+        "tiny",
+        1,
+        256,
+        eval_tasks=3,
+        eval_episodes=2,
+        max_steps=1,
+        lr_grid=(0.05, 0.2),
+        lr_tasks=2,
+        config_overrides=("meta_batch_size=2", "episodes_per_task=2"),
+    )
     out = tmp_path / "bench"
     report = run_benchmark("2d-navigation", tiny, seeds=[0], out=out, overrides=["horizon=20", "hidden_sizes=[8]"])
     for name in ("benchmark.json", "benchmark.md", "adaptation.png", "learning_curve.png"):
@@ -142,7 +164,14 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     with pytest.raises(FileExistsError, match="never overwritten"):
         run_benchmark("2d-navigation", tiny, seeds=[0], out=out)
     # an existing MAML run is loaded instead of trained
-    again = run_benchmark("2d-navigation", tiny, seeds=[0], out=tmp_path / "again", overrides=["horizon=20", "hidden_sizes=[8]"], maml_runs=[str(out / "runs" / "maml-seed0")])
+    again = run_benchmark(
+        "2d-navigation",
+        tiny,
+        seeds=[0],
+        out=tmp_path / "again",
+        overrides=["horizon=20", "hidden_sizes=[8]"],
+        maml_runs=[str(out / "runs" / "maml-seed0")],
+    )
     assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
 
 
@@ -180,7 +209,8 @@ def test_cli_benchmarks_a_family_defined_in_the_test_suite(tmp_path, capsys) -> 
 
     out = tmp_path / "bench"
     args = ["benchmark", "--budget", "smoke", "--out", str(out), "--ppo-timesteps", "256",
-            "--set", "family=user_families:GoodFamily", "horizon=10", "hidden_sizes=[8]", "env_kwargs={goal_scale: 2.0}"]  # fmt: skip
+            "--set", "family=user_families:GoodFamily", "horizon=10", "hidden_sizes=[8]",
+            "env_kwargs={goal_scale: 2.0}"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| maml |" in printed and "| oracle |" in printed
@@ -210,11 +240,22 @@ def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
     def fake_returns(policy, learner, sampler, tasks, episodes, max_steps):
         lr = learner.fast_lr
         seen.append((lr, len(tasks), episodes, max_steps))
-        return np.array([[0.0] * len(tasks), [-(lr - 0.3) ** 2] * len(tasks)])  # best at 0.3
+        return np.array([[0.0] * len(tasks), [-((lr - 0.3) ** 2)] * len(tasks)])  # best at 0.3
 
     monkeypatch.setattr(bench, "adaptation_returns", fake_returns)
     cfg = load_config("2d-navigation", ["hidden_sizes=[8]"])
-    best, scores = bench.choose_step_size(GaussianMLPPolicy(2, 2, (8,)), cfg, make_family("Navigation2D"), (0.1, 0.3, 1.0), num_tasks=3, episodes=2, seed=0)
+    best, scores = bench.choose_step_size(
+        GaussianMLPPolicy(2, 2, (8,)),
+        cfg,
+        make_family("Navigation2D"),
+        (0.1, 0.3, 1.0),
+        num_tasks=3,
+        episodes=2,
+        seed=0,
+    )
     assert best == 0.3 and set(scores) == {"0.1", "0.3", "1.0"}
     assert [s[0] for s in seen] == [0.1, 0.3, 1.0] and all(s[1:] == (3, 2, 1) for s in seen)
-    assert bench.choose_step_size(GaussianMLPPolicy(2, 2, (8,)), cfg, make_family("Navigation2D"), (0.5,), 3, 2, 0) == (0.5, {})
+    assert bench.choose_step_size(GaussianMLPPolicy(2, 2, (8,)), cfg, make_family("Navigation2D"), (0.5,), 3, 2, 0) == (
+        0.5,
+        {},
+    )

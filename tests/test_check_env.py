@@ -27,17 +27,37 @@ from metarl.check_env import (
     tasks_equal,
 )
 from metarl.cli import main
-from metarl.logger import read_csv
 from metarl.errors import TaskAPIError, UnknownFamilyError
 from metarl.families import make_family, resolve_family_id
+from metarl.logger import read_csv
 from metarl.task_api import seed_family
 
 torch.set_num_threads(1)
 
 TESTS_DIR = Path(__file__).parent
 METARL = Path(sys.executable).parent / "metarl"
-CHECKS = ["construct", "task-api", "sample-tasks", "task-seeding", "set-get-task", "observation-space", "gymnasium-checker", "task-effect", "pickle"]
-TINY = ["horizon=10", "meta_batch_size=2", "episodes_per_task=2", "num_iterations=2", "hidden_sizes=[8]", "tensorboard=false", "torch_threads=1", "cg_iters=2", "device=cpu"]
+CHECKS = [
+    "construct",
+    "task-api",
+    "sample-tasks",
+    "task-seeding",
+    "set-get-task",
+    "observation-space",
+    "gymnasium-checker",
+    "task-effect",
+    "pickle",
+]
+TINY = [
+    "horizon=10",
+    "meta_batch_size=2",
+    "episodes_per_task=2",
+    "num_iterations=2",
+    "hidden_sizes=[8]",
+    "tensorboard=false",
+    "torch_threads=1",
+    "cg_iters=2",
+    "device=cpu",
+]
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -85,7 +105,10 @@ def test_spec_may_name_a_factory_function() -> None:
 
 
 def test_factory_returning_something_else_raises_task_api_error() -> None:
-    with pytest.raises(TaskAPIError, match=r"user_families:make_not_an_env\(\.\.\.\) returned an object of type str, not a gymnasium.Env"):
+    with pytest.raises(
+        TaskAPIError,
+        match=r"user_families:make_not_an_env\(\.\.\.\) returned an object of type str, not a gymnasium.Env",
+    ):
         make_family("user_families:make_not_an_env")
 
 
@@ -110,7 +133,10 @@ def test_missing_class_suggests_close_names() -> None:
     ("spec", "expected"),
     [
         ("user_families:NotAnEnv", "user_families:NotAnEnv is a class but not a gymnasium.Env subclass"),
-        ("user_families:NOT_CALLABLE", "is an object of type int, not a gymnasium.Env subclass or a function returning one"),
+        (
+            "user_families:NOT_CALLABLE",
+            "is an object of type int, not a gymnasium.Env subclass or a function returning one",
+        ),
     ],
 )
 def test_not_an_env_is_rejected(spec: str, expected: str) -> None:
@@ -128,7 +154,9 @@ def test_module_errors_name_the_cause(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "ufam_raises.py").write_text("raise RuntimeError('boom at import')\n")
     (tmp_path / "ufam_needs_dep.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(UnknownFamilyError, match=r"Importing module 'ufam_raises' .* raised RuntimeError: boom at import"):
+    with pytest.raises(
+        UnknownFamilyError, match=r"Importing module 'ufam_raises' .* raised RuntimeError: boom at import"
+    ):
         resolve_family_id("ufam_raises:Env")
     with pytest.raises(UnknownFamilyError, match=r"a module it imports is missing .*no_such_dependency_xyz"):
         resolve_family_id("ufam_needs_dep:Env")
@@ -223,7 +251,9 @@ def test_set_task_without_effect_fails_task_effect() -> None:
 def test_a_raising_step_is_reported_not_raised() -> None:
     results = check_family("user_families:StepRaises")
     checks = by_name(results)
-    assert checks["observation-space"].message.startswith("step() at step 0 raised RuntimeError: simulated physics blow-up.")
+    assert checks["observation-space"].message.startswith(
+        "step() at step 0 raised RuntimeError: simulated physics blow-up."
+    )
     assert checks["gymnasium-checker"].skipped
     assert checks["task-effect"].failed and checks["pickle"].ok
 
@@ -290,16 +320,32 @@ def test_cli_check_env_bad_kwargs_exit_2(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_cli_subprocess_finds_module_on_pythonpath_and_in_the_current_directory(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
-    done = subprocess.run([str(METARL), "check-env", "user_families:GoodFamily"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [str(METARL), "check-env", "user_families:GoodFamily"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "ok   pickle" in done.stdout
     env.pop("PYTHONPATH")  # the console script's sys.path lacks the current directory: metarl adds it
-    done = subprocess.run([str(METARL), "check-env", "user_families:WrongObservationShape"], capture_output=True, text=True, env=env, cwd=TESTS_DIR, timeout=120)
+    done = subprocess.run(
+        [str(METARL), "check-env", "user_families:WrongObservationShape"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=TESTS_DIR,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert "FAIL observation-space: reset() returned an observation of shape (2,)" in done.stdout
 
 
-def test_cli_trains_and_evaluates_a_user_family_with_env_kwargs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_and_evaluates_a_user_family_with_env_kwargs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     user_families.GoodFamily.built_with.clear()
     overrides = ["family=user_families:GoodFamily", "env_kwargs={goal_scale: 3.0}", *TINY]

@@ -62,7 +62,9 @@ def test_truncated_file(tmp_path: Path) -> None:
     save_checkpoint(path, make_state())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"is corrupt or truncated and cannot be read .*Resume from an earlier checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"is corrupt or truncated and cannot be read .*Resume from an earlier checkpoint"
+    ):
         load_checkpoint(path)
 
 
@@ -172,4 +174,3 @@ def test_global_rng_capture_and_restore() -> None:
     b = (random.random(), torch.rand(3))
     assert a[0] == b[0]
     assert torch.equal(a[1], b[1])
-

@@ -119,7 +119,9 @@ def test_configs_command_lists_packaged_configs(capsys: pytest.CaptureFixture[st
 # -- evaluate ------------------------------------------------------------------------------
 
 
-def test_evaluate_writes_results_for_each_step(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_writes_results_for_each_step(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = copy_run(trained_run, tmp_path)
     assert main(["evaluate", str(run_dir), "--tasks", "4", "--steps", "1"]) == 0
     report = json.loads((run_dir / "eval.json").read_text())
@@ -150,7 +152,9 @@ def test_evaluate_is_reproducible_with_a_seed(trained_run: Path, tmp_path: Path)
 # -- resume --------------------------------------------------------------------------------
 
 
-def test_resume_continues_to_the_new_budget(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_continues_to_the_new_budget(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = copy_run(trained_run, tmp_path)
     assert main(["train", "--resume", str(run_dir), "--iterations", "3", "--no-progress"]) == 0
     assert "Resuming" in capsys.readouterr().out
@@ -184,7 +188,9 @@ def test_resumed_run_equals_an_uninterrupted_run(trained_run: Path, tmp_path: Pa
         (["family=CartPole-v1"], ["not a task family", "lacks sample_tasks, set_task, get_task"]),
     ],
 )
-def test_train_bad_config_exits_2_with_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragments: list[str]) -> None:
+def test_train_bad_config_exits_2_with_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragments: list[str]
+) -> None:
     assert main(train_args(tmp_path / "run", *extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ")
@@ -216,7 +222,9 @@ def test_evaluate_corrupt_checkpoint(trained_run: Path, tmp_path: Path, capsys: 
 
 
 @pytest.mark.parametrize("flag, value", [("--tasks", "0"), ("--steps", "-1"), ("--episodes", "0")])
-def test_evaluate_rejects_non_positive_counts(trained_run: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str) -> None:
+def test_evaluate_rejects_non_positive_counts(
+    trained_run: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["evaluate", str(trained_run), flag, value])
     assert info.value.code == 2
@@ -254,7 +262,9 @@ def test_env_crash_mid_training_keeps_logs_and_checkpoint(tmp_path: Path, capsys
     # Each env copy steps 10 times per sampling phase, 20 per iteration: with fail_after=50
     # iterations 1 and 2 complete and iteration 3 crashes in its post-adaptation phase.
     run_dir = tmp_path / "run"
-    args = train_args(run_dir, f"family={CRASH_ID}", "env_kwargs={fail_after: 50}", "num_iterations=5", "checkpoint_every=1")
+    args = train_args(
+        run_dir, f"family={CRASH_ID}", "env_kwargs={fail_after: 50}", "num_iterations=5", "checkpoint_every=1"
+    )
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The environment raised RuntimeError")
@@ -268,4 +278,3 @@ def test_env_crash_mid_training_keeps_logs_and_checkpoint(tmp_path: Path, capsys
     assert state["total_env_steps"] == 2 * STEPS_PER_ITERATION
     assert load_checkpoint(run_dir / "checkpoints" / "iter_000002.pt")["iteration"] == 2
     assert not any(p.name.startswith(".tmp-") for p in (run_dir / "checkpoints").iterdir())
-

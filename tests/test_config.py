@@ -167,7 +167,17 @@ def test_config_error_is_a_value_error() -> None:
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
-    cfg = load_config("2d-navigation", ["meta_batch_size=3", "hidden_sizes=[8]", "env_kwargs={x: 2}", "horizon=null", "max_kl=0.005", "tensorboard=false"])
+    cfg = load_config(
+        "2d-navigation",
+        [
+            "meta_batch_size=3",
+            "hidden_sizes=[8]",
+            "env_kwargs={x: 2}",
+            "horizon=null",
+            "max_kl=0.005",
+            "tensorboard=false",
+        ],
+    )
     path = tmp_path / "config.yaml"
     cfg.save(path)
     loaded = load_config(path)
@@ -192,4 +202,10 @@ def test_every_packaged_config_loads_and_names_a_registered_family(name: str) ->
     cfg = load_config(name)
     assert resolve_family_id(cfg.family).startswith("metarl/")
     if cfg.family not in ("Navigation2D", "TabularMDP"):  # the locomotion configs use the published settings
-        assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.fast_lr, cfg.max_kl, cfg.hidden_sizes) == (40, 20, 0.1, 0.01, [64, 64])
+        assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.fast_lr, cfg.max_kl, cfg.hidden_sizes) == (
+            40,
+            20,
+            0.1,
+            0.01,
+            [64, 64],
+        )

@@ -20,6 +20,7 @@ from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
+from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
 from metarl.envs.mujoco.dynamics import (  # noqa: E402
     LOG_BASES,
     RAND_PARAMS,
@@ -29,12 +30,11 @@ from metarl.envs.mujoco.dynamics import (  # noqa: E402
     HopperRandParamsEnv,
     Walker2dRandParamsEnv,
 )
-from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
+from metarl.errors import TaskNotSetError  # noqa: E402
+from metarl.families import make_family  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
-from metarl.families import make_family  # noqa: E402
-from metarl.task_api import seed_family
-from metarl.errors import TaskNotSetError
+from metarl.task_api import seed_family  # noqa: E402
 
 # name: (family, Gymnasium v5 env, obs dim, action dim)
 FAMILIES = {
@@ -91,7 +91,16 @@ def test_set_task_writes_default_times_multiplier_and_does_not_compound(name: st
     # An all-ones task restores the defaults, derived constants included.
     fresh = FAMILIES[name][0]()
     env.set_task(DynamicsTask(**{p: np.ones_like(defaults[p]).tolist() for p in RAND_PARAMS}))
-    for field in ("body_mass", "body_inertia", "dof_damping", "geom_friction", "body_subtreemass", "dof_invweight0", "body_invweight0", "actuator_acc0"):
+    for field in (
+        "body_mass",
+        "body_inertia",
+        "dof_damping",
+        "geom_friction",
+        "body_subtreemass",
+        "dof_invweight0",
+        "body_invweight0",
+        "actuator_acc0",
+    ):
         np.testing.assert_array_equal(getattr(env.model, field), getattr(fresh.model, field), err_msg=field)
 
 

@@ -176,14 +176,21 @@ def test_episodes_properties() -> None:
     [("observations", (2, 3, 5, 2)), ("actions", (2, 2, 4, 2)), ("mask", (2, 3)), ("mask", (2, 3, 5))],
 )
 def test_episodes_rejects_inconsistent_shapes(field: str, shape: tuple[int, ...]) -> None:
-    parts = {"observations": torch.zeros(2, 3, 4, 2), "actions": torch.zeros(2, 3, 4, 2), "rewards": torch.zeros(2, 3, 4), "mask": torch.ones(2, 3, 4)}
+    parts = {
+        "observations": torch.zeros(2, 3, 4, 2),
+        "actions": torch.zeros(2, 3, 4, 2),
+        "rewards": torch.zeros(2, 3, 4),
+        "mask": torch.ones(2, 3, 4),
+    }
     parts[field] = torch.zeros(shape)
     with pytest.raises(ValueError, match=r"Episodes need observations \[K, N, T, obs_dim\]"):
         Episodes(**parts)
 
 
 def test_episodes_accept_discrete_actions() -> None:
-    ep = Episodes(torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, dtype=torch.long), torch.zeros(2, 3, 4), torch.ones(2, 3, 4))
+    ep = Episodes(
+        torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, dtype=torch.long), torch.zeros(2, 3, 4), torch.ones(2, 3, 4)
+    )
     assert ep.actions.shape == (2, 3, 4)
 
 
@@ -223,7 +230,9 @@ def test_check_finite_error_is_a_value_error() -> None:
 
 
 def test_episodes_to_casts_floats_only() -> None:
-    ep = Episodes(torch.zeros(1, 1, 2, 3), torch.zeros(1, 1, 2, dtype=torch.long), torch.zeros(1, 1, 2), torch.ones(1, 1, 2))
+    ep = Episodes(
+        torch.zeros(1, 1, 2, 3), torch.zeros(1, 1, 2, dtype=torch.long), torch.zeros(1, 1, 2), torch.ones(1, 1, 2)
+    )
     out = ep.to("cpu", torch.float64)
     assert out.observations.dtype == torch.float64
     assert out.rewards.dtype == torch.float64

@@ -23,16 +23,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from metarl.estimators import ESTIMATORS, inner_objective
-from metarl.exact import maml_objective_and_grad, sample_meta_gradients
-from metarl.learners.maml_trpo import TRPOSettings
 from metarl.adaptation import inner_loss, process_episodes
 from metarl.config import TrainConfig
-from metarl.learners import learner_settings
-from metarl.errors import ConfigError
 from metarl.episodes import Episodes
-from metarl.policies import CategoricalMLPPolicy
+from metarl.errors import ConfigError
+from metarl.estimators import ESTIMATORS, inner_objective
+from metarl.exact import maml_objective_and_grad, sample_meta_gradients
 from metarl.families import make_family
+from metarl.learners import learner_settings
+from metarl.learners.maml_trpo import TRPOSettings
+from metarl.policies import CategoricalMLPPolicy
 from metarl.task_api import seed_family
 
 torch.set_num_threads(1)
@@ -169,7 +169,10 @@ def test_estimator_is_validated_in_settings_and_config() -> None:
 def test_dice_is_unbiased_and_plain_is_biased_on_a_tabular_mdp() -> None:
     """4 tasks x 100 episodes x 300 batches, fast_lr 5 (measured: dice mean z^2 0.96, max |z| 2.9; plain 73)."""
     tasks, policy, exact = problem("TabularMDP")
-    z = {e: z_scores(sample_meta_gradients("TabularMDP", tasks, policy, 5.0, e, 100, 300, seed=2), exact) for e in ("dice", "plain")}
+    z = {
+        e: z_scores(sample_meta_gradients("TabularMDP", tasks, policy, 5.0, e, 100, 300, seed=2), exact)
+        for e in ("dice", "plain")
+    }
     assert float((z["dice"] ** 2).mean()) < 2.0 and float(z["dice"].abs().max()) < 4.5, z["dice"]
     assert float((z["plain"] ** 2).mean()) > 36.0, z["plain"]
 
@@ -195,7 +198,20 @@ def test_lvc_is_biased_on_a_tabular_mdp_but_less_than_plain() -> None:
 
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_estimators.py"), "--families", "Bandit", "--tasks", "2", "--episodes", "5", "--batches", "3", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_estimators.py"),
+        "--families",
+        "Bandit",
+        "--tasks",
+        "2",
+        "--episodes",
+        "5",
+        "--batches",
+        "3",
+        "--out",
+        str(tmp_path),
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=120)
     (result,) = json.loads((tmp_path / "estimators.json").read_text())
     assert set(result["estimators"]) == set(ESTIMATORS)

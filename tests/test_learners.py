@@ -9,26 +9,34 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.adaptation import Adaptation, inner_step
 from metarl.config import TrainConfig, load_config
+from metarl.episodes import Episodes
 from metarl.errors import ConfigError
 from metarl.estimators import inner_objective, magic_box
 from metarl.evaluate import adaptation_returns
-from metarl.learners.base import MetaLearner
+from metarl.families import make_family
 from metarl.learners import LEARNERS, check_learner, learner_settings, make_learner
+from metarl.learners.base import MetaLearner
 from metarl.learners.maml_trpo import MAMLTRPO, TRPOSettings, meta_gradient
-from metarl.adaptation import Adaptation, inner_step
-from metarl.episodes import Episodes
-from metarl.policies import GaussianMLPPolicy, stack_params
 from metarl.learners.promp import PPOSettings, ProMP, clipped_surrogate
 from metarl.learners.reptile import Reptile, ReptileSettings
+from metarl.policies import GaussianMLPPolicy, stack_params
 from metarl.sampler import Sampler
-from metarl.families import make_family
 from metarl.task_api import seed_family
 from metarl.trainer import Trainer
 from metarl.trpo import flatten
 
 DT = torch.float64
-TINY = ["meta_batch_size=4", "episodes_per_task=4", "horizon=20", "hidden_sizes=[16]", "tensorboard=false", "torch_threads=1", "cg_iters=5"]
+TINY = [
+    "meta_batch_size=4",
+    "episodes_per_task=4",
+    "horizon=20",
+    "hidden_sizes=[16]",
+    "tensorboard=false",
+    "torch_threads=1",
+    "cg_iters=5",
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -59,7 +67,11 @@ def test_importance_weighted_objective_equals_the_magic_box_at_the_sampling_poin
     g = torch.Generator().manual_seed(0)
     theta = torch.randn(6, dtype=DT, generator=g, requires_grad=True)
     feats = torch.randn(2, 6, 6, dtype=DT, generator=g)  # [K, M, P]: logp = feats @ theta - logsumexp-ish
-    adv, w, mask = torch.randn(2, 6, dtype=DT, generator=g), torch.full((2, 6), 1 / 6, dtype=DT), torch.ones(2, 6, dtype=DT)
+    adv, w, mask = (
+        torch.randn(2, 6, dtype=DT, generator=g),
+        torch.full((2, 6), 1 / 6, dtype=DT),
+        torch.ones(2, 6, dtype=DT),
+    )
 
     def objective(old: bool) -> torch.Tensor:
         logp = torch.tanh(feats @ theta) - 1.0
@@ -81,7 +93,11 @@ def test_importance_weighted_objective_equals_the_magic_box_at_the_sampling_poin
 def test_lvc_away_from_the_sampling_point_is_importance_weighted() -> None:
     logp = torch.tensor([[-1.0, -2.0]], dtype=DT, requires_grad=True)
     old = torch.tensor([[-1.5, -1.0]], dtype=DT)
-    adv, w, mask = torch.tensor([[1.0, 2.0]], dtype=DT), torch.tensor([[0.5, 0.5]], dtype=DT), torch.ones(1, 2, dtype=DT)
+    adv, w, mask = (
+        torch.tensor([[1.0, 2.0]], dtype=DT),
+        torch.tensor([[0.5, 0.5]], dtype=DT),
+        torch.ones(1, 2, dtype=DT),
+    )
     value = inner_objective("lvc", logp, adv, w, mask, 1, old_logp=old)
     ratio = torch.exp(logp.detach() - old)
     assert float(value.detach()) == pytest.approx(float((w * ratio * adv).sum()), rel=1e-12)
@@ -117,16 +133,22 @@ def double_policy(seed: int = 0) -> GaussianMLPPolicy:
     return GaussianMLPPolicy(2, 2, hidden_sizes=(16,), activation="tanh").double()
 
 
-@pytest.mark.parametrize("name,estimator,num_steps", [("promp", "lvc", 1), ("maml-ppo", "plain", 1), ("promp", "lvc", 2)])
+@pytest.mark.parametrize(
+    "name,estimator,num_steps", [("promp", "lvc", 1), ("maml-ppo", "plain", 1), ("promp", "lvc", 2)]
+)
 def test_first_adam_gradient_is_the_maml_meta_gradient(name: str, estimator: str, num_steps: int) -> None:
     """At theta_o every ratio is 1 (inside the clip) and the KL penalty is flat, so the
     first gradient of the clipped objective is MAML's meta-gradient with the same estimator."""
     policy = double_policy()
-    settings = PPOSettings(fast_lr=0.1, estimator=estimator, inner_kl_coef=5e-4 if name == "promp" else 0.0, clip_eps=0.01)
+    settings = PPOSettings(
+        fast_lr=0.1, estimator=estimator, inner_kl_coef=5e-4 if name == "promp" else 0.0, clip_eps=0.01
+    )
     learner = ProMP(policy, settings, name=name)
     adaptation, valid = navigation_episodes(learner, num_steps)
     batches = [learner.process(e) for e in adaptation.episodes]
-    _, expected, _, _ = meta_gradient(policy, batches, learner.process(valid), TRPOSettings(fast_lr=0.1, estimator=estimator, curvature_subsample=1))
+    _, expected, _, _ = meta_gradient(
+        policy, batches, learner.process(valid), TRPOSettings(fast_lr=0.1, estimator=estimator, curvature_subsample=1)
+    )
     old = learner._sampling(batches, learner.process(valid))
     with torch.enable_grad():
         loss, surrogate, inner_kl, _ = learner.loss(old, learner.process(valid))
@@ -190,7 +212,12 @@ def test_every_learner_is_built_from_its_config_with_its_defaults() -> None:
     assert isinstance(built["maml-trpo"], MAMLTRPO) and built["maml-trpo"].settings.estimator == "plain"
     promp, ppo, reptile = built["promp"], built["maml-ppo"], built["reptile"]
     assert isinstance(promp, ProMP) and dataclasses.astuple(promp.settings)[2:] == ("lvc", 1e-3, 0.3, 5, 5e-4)
-    assert isinstance(ppo, ProMP) and ppo.name == "maml-ppo" and ppo.settings.estimator == "plain" and ppo.settings.inner_kl_coef == 0.0
+    assert (
+        isinstance(ppo, ProMP)
+        and ppo.name == "maml-ppo"
+        and ppo.settings.estimator == "plain"
+        and ppo.settings.inner_kl_coef == 0.0
+    )
     assert isinstance(reptile, Reptile) and reptile.settings.outer_lr == 1.0
 
 
@@ -265,7 +292,14 @@ def paired_gain(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-NAV = ["meta_batch_size=10", "episodes_per_task=10", "tensorboard=false", "torch_threads=1", "seed=0", "curvature_subsample=2"]
+NAV = [
+    "meta_batch_size=10",
+    "episodes_per_task=10",
+    "tensorboard=false",
+    "torch_threads=1",
+    "seed=0",
+    "curvature_subsample=2",
+]
 
 
 @pytest.mark.parametrize("name,iterations,gain", [("promp", 25, 4.0), ("maml-ppo", 25, None), ("reptile", 50, 2.0)])
@@ -284,7 +318,12 @@ def test_learner_learns_to_adapt_on_2d_navigation(tmp_path, name: str, iteration
 
 @pytest.mark.parametrize(
     "name,extra,margin",
-    [("maml-trpo", [], 1.5), ("promp", ["outer_lr=0.03"], 1.0), ("maml-ppo", ["outer_lr=0.03"], 0.5), ("reptile", ["num_iterations=300", "fast_lr=1.0"], 0.3)],
+    [
+        ("maml-trpo", [], 1.5),
+        ("promp", ["outer_lr=0.03"], 1.0),
+        ("maml-ppo", ["outer_lr=0.03"], 0.5),
+        ("reptile", ["num_iterations=300", "fast_lr=1.0"], 0.3),
+    ],
 )
 def test_learner_learns_to_adapt_on_tabular_mdps(tmp_path, name: str, extra: list[str], margin: float) -> None:
     """On random tabular MDPs the post-adaptation return on 50 held-out tasks rises over the
@@ -305,8 +344,10 @@ def test_learner_comparison_benchmark_smoke(tmp_path) -> None:
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_learners.py"
-    cmd = [sys.executable, str(script), "--iterations", "1", "--seeds", "0", "1", "--methods", "maml-trpo (dice)", "reptile", "--eval-tasks", "3", "--episodes", "2",
-           "--jobs", "1", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--set", "meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8]"]  # fmt: skip
+    cmd = [sys.executable, str(script), "--iterations", "1", "--seeds", "0", "1",
+           "--methods", "maml-trpo (dice)", "reptile", "--eval-tasks", "3", "--episodes", "2",
+           "--jobs", "1", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+           "--set", "meta_batch_size=2", "episodes_per_task=2", "hidden_sizes=[8]"]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     report = json.loads((tmp_path / "out" / "learners.json").read_text())
     assert set(report["summary"]) == {"maml-trpo (dice)", "reptile"}

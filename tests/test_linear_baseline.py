@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.linear_baseline import baseline_features, fit_linear, linear_baseline_values
 from metarl.episodes import Episodes, discounted_returns
+from metarl.linear_baseline import baseline_features, fit_linear, linear_baseline_values
 
 F64 = torch.float64
 

@@ -23,6 +23,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
+from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
 from metarl.envs.mujoco.locomotion import (  # noqa: E402
     AntDir2DEnv,
     AntDirEnv,
@@ -35,12 +36,11 @@ from metarl.envs.mujoco.locomotion import (  # noqa: E402
     HalfCheetahVelEnv,
     VelocityTask,
 )
-from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
+from metarl.errors import TaskNotSetError  # noqa: E402
+from metarl.families import make_family  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
-from metarl.families import make_family  # noqa: E402
-from metarl.task_api import seed_family
-from metarl.errors import TaskNotSetError
+from metarl.task_api import seed_family  # noqa: E402
 
 FAMILIES = {
     "HalfCheetahVel": (HalfCheetahVelEnv, VelocityTask(1.3), 17, 6),
@@ -188,9 +188,13 @@ def test_action_scale_clips_to_the_scaled_box_and_simulates_the_action_divided_b
     *_, act_dim = FAMILIES[name]
     scaled, plain = make(name, action_scale=10.0), make(name)
     assert make(name, action_scale=1.0).action_space == plain.action_space
-    assert np.array_equal(plain.action_space.low, -np.ones(act_dim)) and np.array_equal(plain.action_space.high, np.ones(act_dim))
+    assert np.array_equal(plain.action_space.low, -np.ones(act_dim)) and np.array_equal(
+        plain.action_space.high, np.ones(act_dim)
+    )
     assert scaled.action_space.dtype == np.float32
-    assert np.array_equal(scaled.action_space.low, -10 * np.ones(act_dim)) and np.array_equal(scaled.action_space.high, 10 * np.ones(act_dim))
+    assert np.array_equal(scaled.action_space.low, -10 * np.ones(act_dim)) and np.array_equal(
+        scaled.action_space.high, 10 * np.ones(act_dim)
+    )
     scaled.reset(seed=5)
     plain.reset(seed=5)
     saturated = 0
@@ -204,7 +208,9 @@ def test_action_scale_clips_to_the_scaled_box_and_simulates_the_action_divided_b
         if terminated:
             break
     assert saturated > 0
-    assert -info["reward_ctrl"] <= scaled._ctrl_cost_weight * act_dim  # |u| <= 1; a cost on a itself would be ~100x larger
+    assert (
+        -info["reward_ctrl"] <= scaled._ctrl_cost_weight * act_dim
+    )  # |u| <= 1; a cost on a itself would be ~100x larger
 
 
 def test_action_scale_is_kept_by_pickling_and_bad_values_are_clear_errors() -> None:
@@ -219,11 +225,26 @@ def test_action_scale_is_kept_by_pickling_and_bad_values_are_clear_errors() -> N
             HalfCheetahVelEnv(action_scale=bad)
 
 
-def test_cli_train_with_a_bad_action_scale_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_with_a_bad_action_scale_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from metarl.cli import main
 
     run_dir = tmp_path / "run"
-    assert main(["train", "--config", "halfcheetah-dir", "--set", "env_kwargs={action_scale: -1}", "--run-dir", str(run_dir)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "halfcheetah-dir",
+                "--set",
+                "env_kwargs={action_scale: -1}",
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "rejected env_kwargs {'action_scale': -1}: action_scale must be a finite number > 0" in err
@@ -233,7 +254,9 @@ def test_cli_train_with_a_bad_action_scale_is_one_error_line(tmp_path: Path, cap
 def test_packaged_locomotion_configs_use_the_published_action_normalization() -> None:
     from metarl.config import CONFIG_DIR, load_config
 
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem.startswith(("halfcheetah", "ant", "hopper", "walker2d")))
+    names = sorted(
+        p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem.startswith(("halfcheetah", "ant", "hopper", "walker2d"))
+    )
     assert len(names) == 10
     for name in names:
         config = load_config(name)
@@ -287,7 +310,9 @@ def test_task_distributions() -> None:
         assert set(d.tolist()) == {-1.0, 1.0} and 0.4 < (d > 0).mean() < 0.6
     u = np.array([t.direction for t in sample(AntDir2DEnv)])
     np.testing.assert_allclose(np.hypot(u[:, 0], u[:, 1]), 1.0, rtol=1e-12)
-    assert all(((u[:, 0] > 0) == sx).any() and ((u[:, 1] > 0) == sy).any() for sx in (True, False) for sy in (True, False))
+    assert all(
+        ((u[:, 0] > 0) == sx).any() and ((u[:, 1] > 0) == sy).any() for sx in (True, False) for sy in (True, False)
+    )
     g = np.array([t.goal for t in sample(AntGoalEnv)])
     assert g.min() >= -3 and g.max() <= 3 and g.min() < -2.9 and g.max() > 2.9
 
@@ -373,7 +398,9 @@ def test_registered_with_horizon_200_and_configurable() -> None:
     assert dones == [False] * 6 + [True]
 
 
-def test_model_loads_do_not_print_or_write_mujoco_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_model_loads_do_not_print_or_write_mujoco_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     libc = ctypes.CDLL(None)  # MuJoCo prints with C stdio: flush it before reading the captured fds
     # Control: a plain load of Gymnasium's half_cheetah.xml warns (stderr and MUJOCO_LOG.TXT).
@@ -426,7 +453,9 @@ def test_metarl_imports_without_mujoco_and_making_a_family_names_the_extra() -> 
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_sampler_runs_the_family_through_the_gymnasium_vector_fallback(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_runs_the_family_through_the_gymnasium_vector_fallback(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = make_family(name)
     assert callable(getattr(env.unwrapped, "make_batched", None))  # the native batch exists...
     monkeypatch.setattr("metarl.sampler.make_batched", lambda *args: None)  # ...this test covers the fallback

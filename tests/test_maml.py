@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from metarl.adaptation import TaskBatch, adapt, inner_loss, inner_step, process_episodes
 from metarl.episodes import Episodes
 from metarl.learners.maml_trpo import kl_hvp_exact, kl_hvp_fast, surrogate_and_kl
-from metarl.adaptation import TaskBatch, adapt, inner_loss, inner_step, process_episodes
 from metarl.policies import GaussianMLPPolicy, detach_params, stack_params
 
 K, N, T, OBS_DIM, ACT_DIM = 3, 4, 5, 2, 2
@@ -87,7 +87,13 @@ def central_diff_grad(f, x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 
 
 def task_slice(batch: TaskBatch, k: int) -> TaskBatch:
-    return TaskBatch(batch.obs[k : k + 1], batch.actions[k : k + 1], batch.advantages[k : k + 1], batch.weights[k : k + 1], batch.episodes_per_task)
+    return TaskBatch(
+        batch.obs[k : k + 1],
+        batch.actions[k : k + 1],
+        batch.advantages[k : k + 1],
+        batch.weights[k : k + 1],
+        batch.episodes_per_task,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -101,7 +107,9 @@ def ref_task_logp(policy, params, obs, actions):
 
 def ref_adapt_task(policy, params, trains, k, fast_lr, create_graph=True):
     for batch in trains:
-        loss = -(batch.weights[k] * ref_task_logp(policy, params, batch.obs[k], batch.actions[k]) * batch.advantages[k]).sum()
+        loss = -(
+            batch.weights[k] * ref_task_logp(policy, params, batch.obs[k], batch.actions[k]) * batch.advantages[k]
+        ).sum()
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
         params = {n: p - fast_lr * g for (n, p), g in zip(params.items(), grads)}
     return params
@@ -175,7 +183,9 @@ def test_inner_loss_matches_reference() -> None:
     losses = inner_loss(policy, params, batch)
     assert losses.shape == (K,)
     for k in range(K):
-        ref = -(batch.weights[k] * ref_task_logp(policy, params, batch.obs[k], batch.actions[k]) * batch.advantages[k]).sum()
+        ref = -(
+            batch.weights[k] * ref_task_logp(policy, params, batch.obs[k], batch.actions[k]) * batch.advantages[k]
+        ).sum()
         torch.testing.assert_close(losses[k], ref, rtol=1e-12, atol=1e-12)
     # stacked parameters give the same per-task losses
     torch.testing.assert_close(inner_loss(policy, stack_params(params, K), batch), losses, rtol=1e-12, atol=1e-12)
@@ -238,11 +248,16 @@ def test_adapt_and_surrogate_match_per_task_reference(num_steps: int) -> None:
         for n in params:
             torch.testing.assert_close(adapted[n][k], per_task[k][n], rtol=1e-10, atol=1e-12)
     # evaluate at a point away from theta_0 so the ratio is not 1 and the KL not 0
-    shifted = {n: p + 0.05 * torch.randn(p.shape, dtype=DT, generator=torch.Generator().manual_seed(3)) for n, p in params.items()}
+    shifted = {
+        n: p + 0.05 * torch.randn(p.shape, dtype=DT, generator=torch.Generator().manual_seed(3))
+        for n, p in params.items()
+    }
     adapted = adapt(policy, shifted, trains, FAST_LR, first_order=False)
     loss, kl = surrogate_and_kl(policy, adapted, valid, old_dist)
     old_per_task = [(old_dist[0][k], old_dist[1][k].exp()) for k in range(K)]
-    ref_loss, ref_kl = ref_surrogate_and_kl(policy, [ref_adapt_task(policy, shifted, trains, k, FAST_LR) for k in range(K)], valid, old_per_task)
+    ref_loss, ref_kl = ref_surrogate_and_kl(
+        policy, [ref_adapt_task(policy, shifted, trains, k, FAST_LR) for k in range(K)], valid, old_per_task
+    )
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(kl, ref_kl, rtol=1e-10, atol=1e-12)
     assert float(kl.detach()) > 1e-4
@@ -268,16 +283,23 @@ def test_second_order_meta_gradient_matches_finite_differences(num_steps: int) -
     fd = central_diff_grad(f, theta0)
     assert rel_err(grad, fd) < 1e-3
     # the first-order gradient is measurably wrong here, so this check has teeth
-    fo = flat(torch.autograd.grad(meta_loss(policy, params, trains, valid, old_dist, first_order=True), list(params.values())))
+    fo = flat(
+        torch.autograd.grad(meta_loss(policy, params, trains, valid, old_dist, first_order=True), list(params.values()))
+    )
     assert rel_err(fo, fd) > 1e-2
 
 
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_first_order_meta_gradient_is_the_adapted_gradient_summed_over_tasks(num_steps: int) -> None:
     policy, params, trains, valid, old_dist = meta_problem(num_steps)
-    fo = flat(torch.autograd.grad(meta_loss(policy, params, trains, valid, old_dist, first_order=True), list(params.values())))
+    fo = flat(
+        torch.autograd.grad(meta_loss(policy, params, trains, valid, old_dist, first_order=True), list(params.values()))
+    )
     # FOMAML: sum_k grad_{theta'} L(theta')|_{theta' = theta'_k} (L being the mean over tasks, each term has 1/K)
-    adapted = {n: p.detach().clone().requires_grad_(True) for n, p in adapt(policy, params, trains, FAST_LR, create_graph=False).items()}
+    adapted = {
+        n: p.detach().clone().requires_grad_(True)
+        for n, p in adapt(policy, params, trains, FAST_LR, create_graph=False).items()
+    }
     loss, _ = surrogate_and_kl(policy, adapted, valid, old_dist)
     per_task = torch.autograd.grad(loss, list(adapted.values()))
     expected = flat([g.sum(0) for g in per_task])
@@ -328,8 +350,12 @@ def random_vectors(num: int, size: int, seed: int) -> list[torch.Tensor]:
 @pytest.mark.parametrize("num_steps,first_order", [(1, False), (2, False), (1, True), (2, True)])
 def test_fast_hvp_equals_exact_third_order_hvp(num_steps: int, first_order: bool, estimator: str) -> None:
     policy, params, trains, valid, _ = meta_problem(num_steps)
-    fast = kl_hvp_fast(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator)
-    exact = kl_hvp_exact(policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator)
+    fast = kl_hvp_fast(
+        policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator
+    )
+    exact = kl_hvp_exact(
+        policy, params, trains, valid, FAST_LR, first_order, damping=0.0, subsample=1, estimator=estimator
+    )
     size = sum(p.numel() for p in params.values())
     for v in random_vectors(3, size, seed=num_steps):
         hv_exact = exact(v)
@@ -398,7 +424,9 @@ def explicit_kl_hessian(policy, params, trains, valid, fast_lr, subsample):
         jac = torch.eye(size, dtype=DT)
         for batch in trains:
             sub_k = task_slice(batch.subsample(subsample), k)
-            hess = torch.autograd.functional.hessian(lambda x: inner_loss(policy, unflat(x, params), sub_k)[0], point)
+            hess = torch.autograd.functional.hessian(
+                lambda x, sub_k=sub_k: inner_loss(policy, unflat(x, params), sub_k)[0], point
+            )
             jac = (torch.eye(size, dtype=DT) - fast_lr * hess) @ jac
             full_k = task_slice(batch, k)
             x = point.clone().requires_grad_(True)
@@ -407,7 +435,7 @@ def explicit_kl_hessian(policy, params, trains, valid, fast_lr, subsample):
         valid_k = task_slice(valid.subsample(subsample), k)
         old = tuple(d.detach() for d in policy.distribution(unflat(point, params), valid_k.obs))
 
-        def kl_k(x: torch.Tensor) -> torch.Tensor:
+        def kl_k(x: torch.Tensor, valid_k: TaskBatch = valid_k, old: tuple[torch.Tensor, ...] = old) -> torch.Tensor:
             return (valid_k.weights * policy.kl(old, policy.distribution(unflat(x, params), valid_k.obs))).sum()
 
         fisher = torch.autograd.functional.hessian(kl_k, point)

@@ -21,11 +21,11 @@ import torch  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
 from metarl.envs.mujoco.batch import BatchedMujocoEnv, available_cpus  # noqa: E402
+from metarl.errors import SamplerError  # noqa: E402
+from metarl.families import make_family  # noqa: E402
 from metarl.policies import make_policy  # noqa: E402
 from metarl.sampler import Sampler  # noqa: E402
-from metarl.errors import SamplerError
-from metarl.families import make_family  # noqa: E402
-from metarl.task_api import make_batched, seed_family
+from metarl.task_api import make_batched, seed_family  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_FAMILIES = ["HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntDir2D", "AntGoal"]
@@ -49,7 +49,9 @@ def family_and_tasks(name: str, k: int, seed: int = 0, **kwargs: Any) -> tuple[A
     return env, env.sample_tasks(k)
 
 
-def single_env_rollout(name: str, task: Any, seed: int, actions: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def single_env_rollout(
+    name: str, task: Any, seed: int, actions: np.ndarray, **kwargs: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Observations (float32, incl. the reset one), rewards, terminations and the reset qpos of
     the family's plain Gymnasium env, stopping at its termination."""
     env = make_family(name, **kwargs).unwrapped
@@ -70,7 +72,9 @@ def single_env_rollout(name: str, task: Any, seed: int, actions: np.ndarray, **k
 # ----------------------------------------------------------------------------- equivalence
 
 
-SCALED = [(name, 1.0) for name in FAMILIES] + [(name, 10.0) for name in ("HalfCheetahDir", "AntGoal", "AntRandParams", "HopperRandParams")]
+SCALED = [(name, 1.0) for name in FAMILIES] + [
+    (name, 10.0) for name in ("HalfCheetahDir", "AntGoal", "AntRandParams", "HopperRandParams")
+]
 
 
 @pytest.mark.parametrize(("name", "action_scale"), SCALED)
@@ -87,7 +91,11 @@ def test_batched_env_gives_the_single_env_observations_rewards_and_terminations(
     assert isinstance(batched, BatchedMujocoEnv) and batched.num_envs == k * n
     act_dim = family.action_space.shape[0]
     assert family.action_space.high[0] == action_scale
-    actions = np.random.default_rng(1).uniform(-1.5 * action_scale, 1.5 * action_scale, size=(steps, k * n, act_dim)).astype(np.float32)
+    actions = (
+        np.random.default_rng(1)
+        .uniform(-1.5 * action_scale, 1.5 * action_scale, size=(steps, k * n, act_dim))
+        .astype(np.float32)
+    )
 
     obs = [batched.reset(seed=seed).numpy()]
     qpos0 = batched.qpos.copy()
@@ -102,12 +110,16 @@ def test_batched_env_gives_the_single_env_observations_rewards_and_terminations(
 
     lengths = []
     for b in range(k * n):
-        ref_obs, ref_rew, ref_term, ref_qpos0 = single_env_rollout(name, tasks[b // n], seed + b, actions[:, b], **kwargs)
+        ref_obs, ref_rew, ref_term, ref_qpos0 = single_env_rollout(
+            name, tasks[b // n], seed + b, actions[:, b], **kwargs
+        )
         length = len(ref_rew)
         lengths.append(length)
         np.testing.assert_array_equal(qpos0[b], ref_qpos0)  # Gymnasium's reset noise, seed + b
         np.testing.assert_allclose(obs_b[: length + 1, b], ref_obs, rtol=0, atol=TOL, err_msg=f"episode {b}")
-        np.testing.assert_allclose(rew_b[:length, b], ref_rew.astype(np.float32), rtol=0, atol=TOL, err_msg=f"episode {b}")
+        np.testing.assert_allclose(
+            rew_b[:length, b], ref_rew.astype(np.float32), rtol=0, atol=TOL, err_msg=f"episode {b}"
+        )
         np.testing.assert_array_equal(term_b[:length, b], ref_term)
         if length < steps:  # ended: frozen, no reward, still terminated
             assert term_b[length:, b].all() and not rew_b[length:, b].any()
@@ -129,7 +141,7 @@ def test_dynamics_tasks_run_on_their_own_models_with_the_same_initial_state(name
     act_dim = family.action_space.shape[0]
     actions = np.random.default_rng(2).uniform(-1, 1, size=(30, act_dim)).astype(np.float32)
     first = []
-    for k, task in enumerate(tasks):
+    for task in tasks:
         batched = family.make_batched([task], 1)
         obs = [batched.reset(seed=5).numpy()[0]]
         for a in actions:
@@ -185,7 +197,11 @@ def test_results_do_not_depend_on_the_thread_count_and_the_family_is_untouched()
 
 
 def short_rollout(batched: BatchedMujocoEnv, seed: int = 0, steps: int = 15) -> torch.Tensor:
-    actions = torch.from_numpy(np.random.default_rng(seed).uniform(-1, 1, size=(steps, batched.num_envs, len(batched.action_low))).astype(np.float32))
+    actions = torch.from_numpy(
+        np.random.default_rng(seed)
+        .uniform(-1, 1, size=(steps, batched.num_envs, len(batched.action_low)))
+        .astype(np.float32)
+    )
     out = [torch.cat([batched.reset(seed=seed), torch.zeros(batched.num_envs, 2)], 1)]
     out += [torch.cat([o, r[:, None], d[:, None].float()], 1) for o, r, d in (batched.step(a) for a in actions)]
     return torch.stack(out)
@@ -244,7 +260,15 @@ def test_reset_seeds_and_errors() -> None:
 # ----------------------------------------------------------------------------- sampler
 
 
-def sample(name: str, tasks: list[Any], n: int, horizon: int, env_kwargs: dict[str, Any], fallback: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+def sample(
+    name: str,
+    tasks: list[Any],
+    n: int,
+    horizon: int,
+    env_kwargs: dict[str, Any],
+    fallback: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
     env = make_family(name, **env_kwargs)
     torch.manual_seed(0)
     policy = make_policy(env.observation_space, env.action_space, (16,), "tanh")
@@ -263,18 +287,25 @@ def sample(name: str, tasks: list[Any], n: int, horizon: int, env_kwargs: dict[s
         ("HalfCheetahDir", {}),
         ("HalfCheetahDir", {"action_scale": 10.0}),
         ("AntVel", {"healthy_z_range": (0.2, 0.8)}),
-        ("AntGoal", {"healthy_z_range": (0.2, 0.8), "action_scale": 10.0}),  # the torso starts at 0.75: noise and the policy's kicks make some fall
+        (
+            "AntGoal",
+            {"healthy_z_range": (0.2, 0.8), "action_scale": 10.0},
+        ),  # the torso starts at 0.75: noise and the policy's kicks make some fall
         ("AntRandParams", {"healthy_z_range": (0.2, 0.8)}),
         ("HopperRandParams", {}),
         ("Walker2dRandParams", {}),
     ],
 )
-def test_sampler_batched_path_equals_its_vector_env_fallback(name: str, env_kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_batched_path_equals_its_vector_env_fallback(
+    name: str, env_kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Same sampler seed, same policy: the batched path and the SyncVectorEnv path give the same
     episodes (initial states, observations, actions, rewards, masks), so episodes that
     terminate early are masked from their termination on while the batch steps the others."""
     family, tasks = family_and_tasks(name, 2, **env_kwargs)
-    assert isinstance(make_batched(make_family(name, **env_kwargs), tasks, 3), BatchedMujocoEnv)  # the sampler's fast path
+    assert isinstance(
+        make_batched(make_family(name, **env_kwargs), tasks, 3), BatchedMujocoEnv
+    )  # the sampler's fast path
     horizon = 40
     batched = sample(name, tasks, 3, horizon, env_kwargs, fallback=False, monkeypatch=monkeypatch)
     vector = sample(name, tasks, 3, horizon, env_kwargs, fallback=True, monkeypatch=monkeypatch)
@@ -282,7 +313,9 @@ def test_sampler_batched_path_equals_its_vector_env_fallback(name: str, env_kwar
     assert torch.equal(batched.mask, vector.mask)
     live = batched.mask > 0  # after an episode's end the two paths hold different filler (frozen vs auto-reset)
     for field in ("observations", "actions", "rewards"):
-        torch.testing.assert_close(getattr(batched, field)[live], getattr(vector, field)[live], rtol=0, atol=TOL, msg=field)
+        torch.testing.assert_close(
+            getattr(batched, field)[live], getattr(vector, field)[live], rtol=0, atol=TOL, msg=field
+        )
     lengths = batched.mask.sum(-1).flatten()
     for length, mask in zip(lengths.tolist(), batched.mask.reshape(6, -1)):
         assert mask[: int(length)].all() and not mask[int(length) :].any()  # 1...1 0...0
@@ -322,7 +355,9 @@ class _ThreadProbe:
 
 
 @pytest.mark.parametrize("raise_at", [None, 3])
-def test_sampler_runs_torch_on_the_batched_envs_threads_and_restores_them(raise_at: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_runs_torch_on_the_batched_envs_threads_and_restores_them(
+    raise_at: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = make_family("Navigation2D")
     probes: list[_ThreadProbe] = []
 
@@ -354,7 +389,22 @@ def test_sampler_runs_torch_on_the_batched_envs_threads_and_restores_them(raise_
 
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
-    cmd = [sys.executable, "benchmarks/bench_mujoco_sampler.py", "--tasks", "2", "--episodes", "2", "--horizon", "3", "--repeats", "1", "--memory-envs", "4", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "benchmarks/bench_mujoco_sampler.py",
+        "--tasks",
+        "2",
+        "--episodes",
+        "2",
+        "--horizon",
+        "3",
+        "--repeats",
+        "1",
+        "--memory-envs",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "mujoco_sampler.json").read_text())

@@ -10,8 +10,8 @@ from gymnasium.utils.env_checker import check_env
 
 import metarl  # noqa: F401  (registers metarl/Navigation2D-v0)
 from metarl.envs import BatchedNavigation2D, GoalTask, Navigation2DEnv
-from metarl.task_api import seed_family
 from metarl.errors import TaskNotSetError
+from metarl.task_api import seed_family
 
 
 def test_plain_and_batched_envs_give_identical_trajectories() -> None:

@@ -41,8 +41,16 @@ def synthetic_report() -> dict:
         "random": [[-30.0, -20.0], [-15.0, -5.0]],
     }
     per_seed = [
-        {"seed": 0, "returns": returns, "learning_curve": {"iteration": [1, 2, 3], "pre_return": [0, 0, 0], "post_return": [0, 0, 0]}},
-        {"seed": 1, "returns": {m: [[v + 2.0 for v in r] for r in rs] for m, rs in returns.items()}, "learning_curve": {"iteration": [1, 2, 3], "pre_return": [0, 0, 0], "post_return": [0, 0, 0]}},
+        {
+            "seed": 0,
+            "returns": returns,
+            "learning_curve": {"iteration": [1, 2, 3], "pre_return": [0, 0, 0], "post_return": [0, 0, 0]},
+        },
+        {
+            "seed": 1,
+            "returns": {m: [[v + 2.0 for v in r] for r in rs] for m, rs in returns.items()},
+            "learning_curve": {"iteration": [1, 2, 3], "pre_return": [0, 0, 0], "post_return": [0, 0, 0]},
+        },
     ]
     return {
         "family": "HalfCheetahDir",
@@ -64,7 +72,10 @@ def synthetic_report() -> dict:
 
 def test_render_benchmark_writes_every_number_from_the_report() -> None:
     text = render_benchmark(synthetic_report(), "benchmark-x")
-    assert "HalfCheetahDir: 2 seed(s) x 2 held-out tasks x 5 episodes, horizon 100; MAML 3 meta-iterations of 40 tasks x 20 episodes" in text
+    assert (
+        "HalfCheetahDir: 2 seed(s) x 2 held-out tasks x 5 episodes, horizon 100; MAML 3 meta-iterations of 40 tasks x "
+        "20 episodes" in text
+    )
     assert "PPO baselines 1,000,000 env steps each" in text and "`benchmarks/results/benchmark-x/`" in text
     assert "| MAML | -14.0 [-20.0, -8.0] | **+261.0 [+250.0, +272.0]** |" in text  # signed: some returns are positive
     assert "| random initialization | -24.0 [-30.0, -18.0] | -9.0 [-15.0, -3.0] |" in text
@@ -87,7 +98,13 @@ def test_the_readme_keeps_one_results_table_and_docs_hold_the_rest() -> None:
     names = {p: re.findall(r"^<!-- generated: (\w+ [\w.-]+) -->$", p.read_text(), re.MULTILINE) for p in DOCUMENTS}
     assert names[ROOT / "README.md"] == ["benchmark benchmark-halfcheetah-dir"]
     results = set(names[ROOT / "docs" / "results.md"])
-    assert {"benchmark benchmark-navigation2d", "evaluation navigation2d", "learners learners", "speed speed", "sampler mujoco_sampler"} <= results
+    assert {
+        "benchmark benchmark-navigation2d",
+        "evaluation navigation2d",
+        "learners learners",
+        "speed speed",
+        "sampler mujoco_sampler",
+    } <= results
 
 
 @pytest.mark.parametrize(
@@ -132,7 +149,9 @@ def test_a_stale_block_in_a_docs_page_fails_the_check(tmp_path: Path) -> None:
 
 
 def test_update_writes_nothing_when_any_document_fails(tmp_path: Path) -> None:
-    readme, page = write_tree(tmp_path, "# t\n\n" + STALE, "<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n")
+    readme, page = write_tree(
+        tmp_path, "# t\n\n" + STALE, "<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n"
+    )
     with pytest.raises(ReportError, match="benchmark-gone/benchmark.json is missing"):
         update_documents([readme, page], tmp_path / "results")
     assert readme.read_text() == "# t\n\n" + STALE
@@ -165,11 +184,22 @@ def test_script_check_exits_1_on_a_stale_document_and_2_on_missing_results(tmp_p
     readme, page = write_tree(tmp_path, "# t\n\n" + STALE, "# page\n\nno blocks\n")
 
     def script(*args: str, files: tuple[Path, ...] = (readme, page)) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "scripts/readme_tables.py", *map(str, files), "--results", str(tmp_path / "results"), *args]
+        cmd = [
+            sys.executable,
+            "scripts/readme_tables.py",
+            *map(str, files),
+            "--results",
+            str(tmp_path / "results"),
+            *args,
+        ]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     out = script("--check")
-    assert out.returncode == 1 and out.stderr.startswith(f"error: {readme} is out of date") and "benchmark benchmark-x" in out.stderr
+    assert (
+        out.returncode == 1
+        and out.stderr.startswith(f"error: {readme} is out of date")
+        and "benchmark benchmark-x" in out.stderr
+    )
     out = script()
     assert out.returncode == 0 and f"rewrote: {readme}: benchmark benchmark-x (2 file(s))" in out.stdout
     assert "**+261.0 [+250.0, +272.0]**" in readme.read_text()
@@ -180,13 +210,20 @@ def test_script_check_exits_1_on_a_stale_document_and_2_on_missing_results(tmp_p
     assert script().returncode == 0 and script("--check").returncode == 0
     page.write_text("<!-- generated: benchmark benchmark-gone -->\n<!-- end generated -->\n")
     out = script("--check")
-    assert out.returncode == 2 and out.stderr.startswith("error: ") and "is missing" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and out.stderr.startswith("error: ")
+        and "is missing" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     out = script("--check", files=(tmp_path / "nope.md",))
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
 
 
 def test_script_checks_readme_and_docs_by_default() -> None:
-    out = subprocess.run([sys.executable, "scripts/readme_tables.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "scripts/readme_tables.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert f"stale: nothing ({len(DOCUMENTS)} file(s))" in out.stdout
 
@@ -220,8 +257,17 @@ def relative_links(path: Path) -> list[str]:
 
 
 def test_github_anchors_follow_githubs_rules() -> None:
-    text = "# Results and speed\n## 6. Optional: a batched fast path\n```\n# not a heading\n```\n## `metarl train`\n## Speed\n## Speed\n"
-    assert github_anchors(text) == {"results-and-speed", "6-optional-a-batched-fast-path", "metarl-train", "speed", "speed-1"}
+    text = (
+        "# Results and speed\n## 6. Optional: a batched fast path\n```\n# not a heading\n```\n"
+        "## `metarl train`\n## Speed\n## Speed\n"
+    )
+    assert github_anchors(text) == {
+        "results-and-speed",
+        "6-optional-a-batched-fast-path",
+        "metarl-train",
+        "speed",
+        "speed-1",
+    }
     assert relative_links(ROOT / "README.md")  # the README links to docs/
 
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from metarl.episodes import Episodes
-from metarl.errors import NonFiniteBatchError
+from metarl.errors import NonFiniteBatchError, SamplerError
 from metarl.policies import make_policy
 from metarl.sampler import Sampler
-from metarl.errors import SamplerError
 from metarl.task_api import seed_family
 
 TOL = 0.15
@@ -284,7 +283,9 @@ def test_nan_params_raise_non_finite_batch_error_on_actions() -> None:
     sampler = nav_sampler()
     params = {k: torch.full_like(v, float("nan")) for k, v in sampler.policy.get_params().items()}
     # NaN actions move the point to NaN: the first field checked that holds them is named.
-    with pytest.raises(NonFiniteBatchError, match=r"NaN or inf in (observations|actions) \(first in task 0\).*diverged policy"):
+    with pytest.raises(
+        NonFiniteBatchError, match=r"NaN or inf in (observations|actions) \(first in task 0\).*diverged policy"
+    ):
         sampler.sample(params, nav_tasks(2), 2)
 
 

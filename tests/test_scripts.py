@@ -25,7 +25,17 @@ def test_check_cuda_script_runs_its_checks_with_cpu_as_device():
 
 
 def test_meta_iteration_benchmark_writes_its_results(tmp_path):
-    out = run("benchmarks/bench_meta_iteration.py", "--iterations", "1", "--warmup", "0", "--out", str(tmp_path), "--set", *TINY)
+    out = run(
+        "benchmarks/bench_meta_iteration.py",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--set",
+        *TINY,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "meta_iteration.json").read_text())
     assert len(report["variants"]) == 5
@@ -36,7 +46,19 @@ def test_meta_iteration_benchmark_writes_its_results(tmp_path):
 
 
 def test_subsample_learning_benchmark_writes_curves(tmp_path):
-    out = run("benchmarks/bench_subsample_learning.py", "--iterations", "2", "--subsample", "1", "2", "--out", str(tmp_path), "--no-progress", "--set", *TINY)
+    out = run(
+        "benchmarks/bench_subsample_learning.py",
+        "--iterations",
+        "2",
+        "--subsample",
+        "1",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        *TINY,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "subsample_learning.json").read_text())
     assert set(report["curves"]) == {"1", "2"}
@@ -54,7 +76,19 @@ def test_reproducibility_benchmark_reports_identical_logs(tmp_path):
 
 def test_benchmark_script_runs_the_smoke_budget(tmp_path):
     pytest.importorskip("stable_baselines3")
-    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--budget", "smoke", "--out", str(tmp_path / "b"), "--ppo-timesteps", "256", "--set", "horizon=20", "hidden_sizes=[8]"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "benchmark.py"),
+        "--budget",
+        "smoke",
+        "--out",
+        str(tmp_path / "b"),
+        "--ppo-timesteps",
+        "256",
+        "--set",
+        "horizon=20",
+        "hidden_sizes=[8]",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| pretrained |" in result.stdout and (tmp_path / "b" / "benchmark.json").is_file()
@@ -69,7 +103,17 @@ def test_sinusoid_example_runs(tmp_path):
 def test_train_from_a_script_example_stops_through_its_callback(tmp_path):
     run_dir = tmp_path / "run"
     small = ["meta_batch_size=4", "episodes_per_task=4", "hidden_sizes=[16]", "torch_threads=1"]
-    out = run("examples/train_navigation.py", "--iterations", "3", "--run-dir", str(run_dir), "--stop-at", "-1000", "--set", *small)
+    out = run(
+        "examples/train_navigation.py",
+        "--iterations",
+        "3",
+        "--run-dir",
+        str(run_dir),
+        "--stop-at",
+        "-1000",
+        "--set",
+        *small,
+    )
     assert out.returncode == 0, out.stderr
     assert "trained 1 iterations" in out.stdout  # the callback stopped the run after iteration 1
     assert (run_dir / "checkpoints" / "iter_000001.pt").is_file() and (run_dir / "eval.json").is_file()

@@ -1,4 +1,5 @@
-"""Sinusoid regression with MAML (examples/sinusoid.py, importable as ``sinusoid``: tests/conftest.py) and its benchmark script."""
+"""Sinusoid regression with MAML (examples/sinusoid.py, importable as ``sinusoid``: tests/conftest.py)
+and its benchmark script."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from metarl.policies import stack_params
 from sinusoid import (
     SinusoidConfig,
     adapt,
@@ -29,6 +28,8 @@ from sinusoid import (
     train_maml,
     train_pretrained,
 )
+
+from metarl.policies import stack_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,10 @@ def test_sampler_is_deterministic_under_a_seed_and_differs_across_seeds():
     assert not torch.equal(a.amplitude, c.amplitude)
     assert not torch.equal(a.x_support, c.x_support)
     # Training and held-out tasks come from different seeds.
-    assert not torch.equal(sample_batch(5, 10, 10, train_generator(cfg), cfg).amplitude, sample_batch(5, 10, 10, eval_generator(cfg), cfg).amplitude)
+    assert not torch.equal(
+        sample_batch(5, 10, 10, train_generator(cfg), cfg).amplitude,
+        sample_batch(5, 10, 10, eval_generator(cfg), cfg).amplitude,
+    )
 
 
 def test_sampler_respects_ranges_shapes_and_the_sine():
@@ -74,7 +78,9 @@ def test_sampler_respects_ranges_shapes_and_the_sine():
     k, m = 17, 3
     expected = batch.amplitude[k] * torch.sin(batch.x_query[k, m, 0] - batch.phase[k])
     assert torch.allclose(batch.y_query[k, m, 0], expected)
-    assert torch.allclose(torch.abs(batch.y_support), torch.abs(batch.y_support).clamp(max=batch.amplitude[:, None, None]))
+    assert torch.allclose(
+        torch.abs(batch.y_support), torch.abs(batch.y_support).clamp(max=batch.amplitude[:, None, None])
+    )
 
 
 def test_query_grid_is_an_even_grid_over_the_input_range():
@@ -89,7 +95,10 @@ def test_sinusoid_and_task_mse_check_shapes():
         sinusoid(torch.zeros(2, 3, 1), torch.ones(3), torch.zeros(2))
     with pytest.raises(ValueError, match="same shape"):
         task_mse(torch.zeros(2, 3, 1), torch.zeros(2, 4, 1))
-    assert torch.allclose(task_mse(torch.ones(2, 4, 1), torch.tensor([0.0, 3.0]).reshape(2, 1, 1).expand(2, 4, 1)), torch.tensor([1.0, 4.0]))
+    assert torch.allclose(
+        task_mse(torch.ones(2, 4, 1), torch.tensor([0.0, 3.0]).reshape(2, 1, 1).expand(2, 4, 1)),
+        torch.tensor([1.0, 4.0]),
+    )
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -118,7 +127,13 @@ def test_bad_config_values_raise_a_clear_value_error(kwargs, message):
 
 def test_default_config_is_finn_et_al():
     cfg = SinusoidConfig()
-    assert (cfg.meta_batch_size, cfg.shots, cfg.inner_lr, cfg.outer_lr, cfg.hidden_sizes) == (25, 10, 0.01, 1e-3, (40, 40))
+    assert (cfg.meta_batch_size, cfg.shots, cfg.inner_lr, cfg.outer_lr, cfg.hidden_sizes) == (
+        25,
+        10,
+        0.01,
+        1e-3,
+        (40, 40),
+    )
     assert (cfg.amplitude_range, cfg.phase_range, cfg.input_range) == ((0.1, 5.0), (0.0, math.pi), (-5.0, 5.0))
     assert json.loads(json.dumps(cfg.to_dict()))["shots"] == 10
 
@@ -129,7 +144,10 @@ def test_default_config_is_finn_et_al():
 def test_adapt_matches_the_closed_form_step_of_a_linear_model_per_task():
     """Linear model y = w x + b: grad_w MSE = 2 mean((w x + b - y) x), grad_b = 2 mean(w x + b - y)."""
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(2, 5, 1, generator=g, dtype=torch.float64), torch.randn(2, 5, 1, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(2, 5, 1, generator=g, dtype=torch.float64),
+        torch.randn(2, 5, 1, generator=g, dtype=torch.float64),
+    )
     w = torch.tensor([[[0.5]], [[-1.5]]], dtype=torch.float64, requires_grad=True)  # [K, out, in]
     b = torch.tensor([[0.2], [1.0]], dtype=torch.float64, requires_grad=True)  # [K, out]
     lr = 0.3
@@ -144,9 +162,19 @@ def test_one_stacked_step_equals_each_task_adapted_alone():
     cfg = SinusoidConfig(hidden_sizes=(8, 8), dtype="float64")
     reg = make_regressor(cfg)
     batch = sample_batch(3, 10, 10, torch.Generator().manual_seed(1), cfg)
-    together = adapt(stack_params(reg.get_params(), 3), batch.x_support, batch.y_support, reg.num_layers, 0.05, 2, create_graph=False)
+    together = adapt(
+        stack_params(reg.get_params(), 3), batch.x_support, batch.y_support, reg.num_layers, 0.05, 2, create_graph=False
+    )
     for k in range(3):
-        alone = adapt(stack_params(reg.get_params(), 1), batch.x_support[k : k + 1], batch.y_support[k : k + 1], reg.num_layers, 0.05, 2, create_graph=False)
+        alone = adapt(
+            stack_params(reg.get_params(), 1),
+            batch.x_support[k : k + 1],
+            batch.y_support[k : k + 1],
+            reg.num_layers,
+            0.05,
+            2,
+            create_graph=False,
+        )
         for name in together:
             assert torch.allclose(together[name][k], alone[name][0], atol=1e-12)
     with pytest.raises(ValueError, match=r"stacked per task \[K, \.\.\.\]"):
@@ -245,7 +273,18 @@ def test_short_maml_training_beats_the_pretrained_baseline_after_one_step():
 
 def test_benchmark_script_writes_json_and_markdown(tmp_path):
     out = subprocess.run(
-        [sys.executable, "benchmarks/bench_sinusoid.py", "--iterations", "20", "--eval-tasks", "10", "--log-every", "0", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "benchmarks/bench_sinusoid.py",
+            "--iterations",
+            "20",
+            "--eval-tasks",
+            "10",
+            "--log-every",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         check=False,
         capture_output=True,
@@ -272,7 +311,12 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path):
 
 def test_benchmark_script_rejects_bad_shots(tmp_path):
     out = subprocess.run(
-        [sys.executable, "benchmarks/bench_sinusoid.py", "--shots", "0", "--out", str(tmp_path)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=300
+        [sys.executable, "benchmarks/bench_sinusoid.py", "--shots", "0", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode != 0
     assert "shots must be an integer >= 1" in out.stderr

@@ -38,7 +38,9 @@ def test_bootstrap_interval_covers_the_truth_and_shrinks_with_data() -> None:
     lo_l, hi_l = stratified_bootstrap_ci(large, mean_score, reps=500)
     assert lo_l < 3.0 < hi_l and lo_s < small.mean() < hi_s
     assert hi_l - lo_l < 0.5 * (hi_s - lo_s)
-    assert stratified_bootstrap_ci(small, mean_score, reps=200, seed=1) == stratified_bootstrap_ci(small, mean_score, reps=200, seed=1)
+    assert stratified_bootstrap_ci(small, mean_score, reps=200, seed=1) == stratified_bootstrap_ci(
+        small, mean_score, reps=200, seed=1
+    )
 
 
 def test_bootstrap_interval_sees_seed_to_seed_variation() -> None:

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from metarl.envs.tabular import BanditEnv, BanditTask, TabularMDPEnv, TabularTask
+from metarl.errors import TaskNotSetError
 from metarl.exact import expected_return, maml_objective, maml_objective_and_grad, policy_table
+from metarl.families import make_family
 from metarl.policies import CategoricalMLPPolicy
 from metarl.sampler import Sampler
-from metarl.families import make_family
 from metarl.task_api import seed_family
-from metarl.errors import TaskNotSetError
 
 torch.set_num_threads(1)
 
@@ -103,7 +103,10 @@ def test_expected_return_of_a_deterministic_chain_is_hand_computed() -> None:
     p = np.zeros((2, 2, 2))
     p[0, 0, 0] = p[1, 0, 1] = p[0, 1, 1] = p[1, 1, 0] = 1.0
     r = np.array([[1.0, 0.0], [1.0, 2.0]])
-    params = {"layers.0.weight": torch.zeros(2, 2, dtype=torch.float64), "layers.0.bias": torch.zeros(2, dtype=torch.float64)}
+    params = {
+        "layers.0.weight": torch.zeros(2, 2, dtype=torch.float64),
+        "layers.0.bias": torch.zeros(2, dtype=torch.float64),
+    }
     # Uniform policy: V_t(s) = mean_a (r + V_{t+1}(next)); by hand for H = 2 from s0:
     # V_1 = [0.5, 1.5]; V_0(s0) = 0.5 * (1 + 0.5) + 0.5 * (0 + 1.5) = 1.5.
     j = expected_return(params, (p, r, np.array([1.0, 0.0])), horizon=2)
@@ -114,7 +117,9 @@ def test_expected_return_of_a_deterministic_chain_is_hand_computed() -> None:
 
 @pytest.mark.parametrize("family", ["TabularMDP", "Bandit"])
 @pytest.mark.parametrize("batched", [True, False])
-def test_monte_carlo_returns_match_the_exact_return(family: str, batched: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_monte_carlo_returns_match_the_exact_return(
+    family: str, batched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = make_family(family)
     seed_family(env, 2)
     tasks = env.unwrapped.sample_tasks(3)
@@ -148,7 +153,9 @@ def test_exact_maml_gradient_matches_finite_differences() -> None:
 
     assert value == pytest.approx(f(flat), abs=1e-12)
     eps = 1e-6
-    fd = torch.tensor([(f(flat + eps * e) - f(flat - eps * e)) / (2 * eps) for e in torch.eye(flat.numel(), dtype=torch.float64)])
+    fd = torch.tensor(
+        [(f(flat + eps * e) - f(flat - eps * e)) / (2 * eps) for e in torch.eye(flat.numel(), dtype=torch.float64)]
+    )
     assert float(grad.norm()) > 1e-3
     assert float((grad - fd).norm() / fd.norm()) < 1e-6
     # The adaptation matters: the MAML gradient is not the plain gradient of mean_k J_k / H.

@@ -10,7 +10,15 @@ from metarl.evaluate import adaptation_returns
 from metarl.logger import TIMING_COLUMNS, read_csv
 from metarl.trainer import Trainer
 
-TINY = ["meta_batch_size=4", "episodes_per_task=4", "horizon=20", "hidden_sizes=[16]", "tensorboard=false", "torch_threads=1", "cg_iters=5"]
+TINY = [
+    "meta_batch_size=4",
+    "episodes_per_task=4",
+    "horizon=20",
+    "hidden_sizes=[16]",
+    "tensorboard=false",
+    "torch_threads=1",
+    "cg_iters=5",
+]
 
 
 def _rows_without_timing(run_dir):
@@ -61,7 +69,15 @@ def test_meta_training_learns_to_adapt_on_2d_navigation(tmp_path):
     """A short seeded run: adapted return clearly beats un-adapted and the untrained policy."""
     cfg = load_config(
         "2d-navigation",
-        ["meta_batch_size=10", "episodes_per_task=10", "num_iterations=25", "tensorboard=false", "torch_threads=1", "seed=0", "curvature_subsample=2"],
+        [
+            "meta_batch_size=10",
+            "episodes_per_task=10",
+            "num_iterations=25",
+            "tensorboard=false",
+            "torch_threads=1",
+            "seed=0",
+            "curvature_subsample=2",
+        ],
     )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.sampler.generator.manual_seed(123)
@@ -96,7 +112,12 @@ def test_training_into_an_existing_run_refuses_and_keeps_its_files(tmp_path):
 
     with pytest.raises(RunExistsError, match="--resume"):
         Trainer(cfg, tmp_path / "run", progress=False).train()
-    assert main(["train", "--config", "2d-navigation", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set", *TINY]) == 2
+    assert (
+        main(
+            ["train", "--config", "2d-navigation", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set", *TINY]
+        )
+        == 2
+    )
     assert (tmp_path / "run" / "progress.csv").read_bytes() == before
     assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == last
 
@@ -140,7 +161,12 @@ def test_callback_objects_see_start_every_row_and_end(tmp_path):
             self.events.append(("end", trainer.iteration))
 
     recorder = Recorder()
-    Trainer(load_config("2d-navigation", TINY + ["num_iterations=2"]), tmp_path / "run", progress=False, callbacks=[recorder]).train()
+    Trainer(
+        load_config("2d-navigation", TINY + ["num_iterations=2"]),
+        tmp_path / "run",
+        progress=False,
+        callbacks=[recorder],
+    ).train()
     assert recorder.events == [("start", 0), ("row", 1), ("row", 2), ("end", 2)]
     with __import__("pytest").raises(TypeError, match="a metarl.callbacks.Callback or a function"):
         Trainer(load_config("2d-navigation", TINY), tmp_path / "bad", progress=False, callbacks=[42])

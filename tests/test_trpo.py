@@ -10,11 +10,11 @@ from torch.distributions import Normal, kl_divergence
 
 import metarl.learners.maml_trpo
 import metarl.trpo
-from metarl.learners.maml_trpo import TRPOSettings, maml_trpo_step
 from metarl.adaptation import adapt, process_episodes
+from metarl.families import make_family
+from metarl.learners.maml_trpo import TRPOSettings, maml_trpo_step
 from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import Sampler
-from metarl.families import make_family
 from metarl.task_api import seed_family
 from metarl.trpo import conjugate_gradient, line_search
 
@@ -197,7 +197,9 @@ def ref_adapted(policy, params, trains, k, fast_lr):
 
 def ref_task_objective(policy, adapted, theta_old, trains, valid, k, fast_lr):
     """Task k's surrogate loss and KL(old || new) at given adapted parameters, old = adapted ``theta_old``."""
-    old_mean, old_log_std = (d.detach() for d in policy.distribution(ref_adapted(policy, theta_old, trains, k, fast_lr), valid.obs[k]))
+    old_mean, old_log_std = (
+        d.detach() for d in policy.distribution(ref_adapted(policy, theta_old, trains, k, fast_lr), valid.obs[k])
+    )
     old = Normal(old_mean, old_log_std.exp())
     mean, log_std = policy.distribution(adapted, valid.obs[k])
     new = Normal(mean, log_std.exp())
@@ -210,7 +212,10 @@ def ref_task_objective(policy, adapted, theta_old, trains, valid, k, fast_lr):
 
 def ref_objective(policy, theta, theta_old, trains, valid, fast_lr):
     """Mean over tasks of the surrogate loss and KL of meta-parameters ``theta``, computed from scratch."""
-    terms = [ref_task_objective(policy, ref_adapted(policy, theta, trains, k, fast_lr), theta_old, trains, valid, k, fast_lr) for k in range(valid.obs.shape[0])]
+    terms = [
+        ref_task_objective(policy, ref_adapted(policy, theta, trains, k, fast_lr), theta_old, trains, valid, k, fast_lr)
+        for k in range(valid.obs.shape[0])
+    ]
     return torch.stack([t[0] for t in terms]).mean(), torch.stack([t[1] for t in terms]).mean()
 
 
@@ -222,11 +227,17 @@ def snapshot(policy) -> dict[str, torch.Tensor]:
     "num_steps,first_order,exact_hvp,subsample",
     [(1, False, False, 1), (1, True, False, 1), (2, False, False, 1), (1, False, True, 1), (1, False, False, 2)],
 )
-def test_maml_trpo_step_improves_surrogate_within_trust_region(num_steps: int, first_order: bool, exact_hvp: bool, subsample: int) -> None:
-    cfg = TRPOSettings(fast_lr=0.1, first_order=first_order, max_kl=1e-2, exact_hvp=exact_hvp, curvature_subsample=subsample)
+def test_maml_trpo_step_improves_surrogate_within_trust_region(
+    num_steps: int, first_order: bool, exact_hvp: bool, subsample: int
+) -> None:
+    cfg = TRPOSettings(
+        fast_lr=0.1, first_order=first_order, max_kl=1e-2, exact_hvp=exact_hvp, curvature_subsample=subsample
+    )
     policy, trains, valid = navigation_problem(num_steps, cfg.fast_lr)
     theta_old = snapshot(policy)
-    loss_old, kl_old = (float(x.detach()) for x in ref_objective(policy, theta_old, theta_old, trains, valid, cfg.fast_lr))
+    loss_old, kl_old = (
+        float(x.detach()) for x in ref_objective(policy, theta_old, theta_old, trains, valid, cfg.fast_lr)
+    )
     assert kl_old == pytest.approx(0.0, abs=1e-15)
 
     stats = maml_trpo_step(policy, trains, valid, cfg)
@@ -235,7 +246,9 @@ def test_maml_trpo_step_improves_surrogate_within_trust_region(num_steps: int, f
     assert stats.accepted  # the seeds are fixed; a rejected step would make the checks below vacuous
     assert 0.0 < stats.step_fraction <= 1.0
     assert any(not torch.equal(theta_new[n], theta_old[n]) for n in theta_old)
-    loss_new, kl_new = (float(x.detach()) for x in ref_objective(policy, theta_new, theta_old, trains, valid, cfg.fast_lr))
+    loss_new, kl_new = (
+        float(x.detach()) for x in ref_objective(policy, theta_new, theta_old, trains, valid, cfg.fast_lr)
+    )
     # Recomputed independently of maml.py: inside the trust region (up to float64 rounding
     # of a different summation order) and a strictly lower surrogate loss.
     assert kl_new <= cfg.max_kl * (1.0 + 1e-9)
@@ -257,7 +270,10 @@ def test_maml_trpo_step_reports_the_meta_gradient_norm(first_order: bool) -> Non
         k_total = valid.obs.shape[0]
         grads = [torch.zeros_like(p) for p in leaves.values()]
         for k in range(k_total):
-            adapted = {n: p.detach().requires_grad_(True) for n, p in ref_adapted(policy, theta_old, trains, k, cfg.fast_lr).items()}
+            adapted = {
+                n: p.detach().requires_grad_(True)
+                for n, p in ref_adapted(policy, theta_old, trains, k, cfg.fast_lr).items()
+            }
             loss_k, _ = ref_task_objective(policy, adapted, theta_old, trains, valid, k, cfg.fast_lr)
             for g, gk in zip(grads, torch.autograd.grad(loss_k / k_total, list(adapted.values()))):
                 g += gk
@@ -296,7 +312,12 @@ def test_maml_trpo_step_fast_hvp_takes_the_exact_hvp_step(num_steps: int, first_
     results = {}
     for exact in (False, True):
         policy.load_params(theta_old)
-        stats = maml_trpo_step(policy, trains, valid, TRPOSettings(fast_lr=0.1, first_order=first_order, exact_hvp=exact, curvature_subsample=1))
+        stats = maml_trpo_step(
+            policy,
+            trains,
+            valid,
+            TRPOSettings(fast_lr=0.1, first_order=first_order, exact_hvp=exact, curvature_subsample=1),
+        )
         assert stats.accepted
         results[exact] = (stats, snapshot(policy))
     (fast_stats, fast_theta), (exact_stats, exact_theta) = results[False], results[True]

@@ -82,7 +82,9 @@ try:
     from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
     from mujoco import batch as mj_batch
 except ImportError as e:  # pragma: no cover - mujoco < 4 or no mujoco at all
-    raise ImportError("The batched MuJoCo backend needs mujoco >= 4 (mujoco.batch): pip install -U 'metarl[mujoco]'.") from e
+    raise ImportError(
+        "The batched MuJoCo backend needs mujoco >= 4 (mujoco.batch): pip install -U 'metarl[mujoco]'."
+    ) from e
 
 from metarl.envs.mujoco.base import task_vector  # noqa: E402
 
@@ -107,7 +109,10 @@ class _Robot:
     def __init__(self, env: Any) -> None:
         kind = next((name for cls, name in ROBOTS.items() if isinstance(env, cls)), None)
         if kind is None:
-            raise TypeError(f"{type(env).__name__} is not built on a Gymnasium v5 HalfCheetah, Ant, Hopper or Walker2d env; the batched MuJoCo backend knows only those.")
+            raise TypeError(
+                f"{type(env).__name__} is not built on a Gymnasium v5 HalfCheetah, Ant, Hopper or Walker2d env; the "
+                "batched MuJoCo backend knows only those."
+            )
         self.kind = kind
         self.ctrl_cost_weight = float(env._ctrl_cost_weight)
         self.forward_reward_weight = float(env._forward_reward_weight)
@@ -191,7 +196,10 @@ class BatchedMujocoEnv:
 
     def __init__(self, family: Any, tasks: Sequence[Any], episodes_per_task: int, nthread: int | None = None) -> None:
         if len(tasks) < 1 or episodes_per_task < 1:
-            raise ValueError(f"BatchedMujocoEnv needs at least one task and one episode per task, got {len(tasks)} tasks x {episodes_per_task} episodes.")
+            raise ValueError(
+                f"BatchedMujocoEnv needs at least one task and one episode per task, got {len(tasks)} tasks x "
+                f"{episodes_per_task} episodes."
+            )
         if nthread is not None and nthread < 1:
             raise ValueError(f"nthread must be >= 1 (or None for every CPU core), got {nthread}.")
         self.robot = _Robot(family)
@@ -209,7 +217,9 @@ class BatchedMujocoEnv:
         self.init_qvel = np.array(family.init_qvel, dtype=np.float64)
         self.task_term = getattr(family, "task_term", None)  # goal families; dynamics: Gymnasium's forward reward
         # Goal families: the task vectors [B, p] their task_term reads.
-        self.task_vectors = None if self.task_term is None else np.stack([task_vector(t) for t in self.tasks])[self.task_index]
+        self.task_vectors = (
+            None if self.task_term is None else np.stack([task_vector(t) for t in self.tasks])[self.task_index]
+        )
 
         task_models = family.task_models(self.tasks)
         self.batch = _take_batch(family, self.num_envs, self.nthread, self.robot.contact_forces)
@@ -269,7 +279,10 @@ class BatchedMujocoEnv:
             raise ValueError(f"BatchedMujocoEnv.step expects actions of shape {expected}, got {tuple(actions.shape)}.")
         if not self._started:
             raise RuntimeError("BatchedMujocoEnv.step before reset: call reset() first.")
-        action = np.clip(actions.detach().cpu().numpy().astype(np.float32, copy=False), self.action_low, self.action_high) / self.action_scale
+        action = (
+            np.clip(actions.detach().cpu().numpy().astype(np.float32, copy=False), self.action_low, self.action_high)
+            / self.action_scale
+        )
         ended = self.done.copy()
         ids = None if not ended.any() else np.flatnonzero(~ended)
         position_before = self._position().copy()
@@ -298,7 +311,9 @@ class BatchedMujocoEnv:
         for b in range(self.num_envs):
             rng = np.random.default_rng(seed + b)
             qpos_noise[b] = rng.uniform(low=-s, high=s, size=nq)
-            qvel_noise[b] = s * rng.standard_normal(nv) if self.robot.normal_qvel_noise else rng.uniform(low=-s, high=s, size=nv)
+            qvel_noise[b] = (
+                s * rng.standard_normal(nv) if self.robot.normal_qvel_noise else rng.uniform(low=-s, high=s, size=nv)
+            )
         return self.init_qpos + qpos_noise, self.init_qvel + qvel_noise
 
     def _position(self) -> np.ndarray:

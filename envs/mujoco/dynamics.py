@@ -124,7 +124,9 @@ class RandParamsFamily(MujocoTaskFamily):
         for _ in range(n):
             multipliers = {}
             for name in self.rand_params:
-                exponents = self.np_random.uniform(-self.log_scale_limit, self.log_scale_limit, size=self.default_params[name].shape)
+                exponents = self.np_random.uniform(
+                    -self.log_scale_limit, self.log_scale_limit, size=self.default_params[name].shape
+                )
                 multipliers[name] = _nested_tuple(np.power(LOG_BASES[name], exponents))
             tasks.append(DynamicsTask(**multipliers))
         return tasks
@@ -139,7 +141,10 @@ class RandParamsFamily(MujocoTaskFamily):
             if multiplier is None:
                 continue
             if multiplier.shape != default.shape:
-                raise ValueError(f"{type(self).__name__}: {name} multipliers have shape {multiplier.shape}, the model needs {default.shape}.")
+                raise ValueError(
+                    f"{type(self).__name__}: {name} multipliers have shape {multiplier.shape}, the model needs "
+                    f"{default.shape}."
+                )
             if not np.all(np.isfinite(multiplier) & (multiplier > 0)):
                 raise ValueError(f"{type(self).__name__}: {name} multipliers must be finite and positive.")
         return task
@@ -184,7 +189,9 @@ def _task_from_mapping(task: Mapping[str, Any]) -> DynamicsTask:
     names = {f.name for f in fields(DynamicsTask)}
     if not set(task) <= names:
         raise TypeError(f"set_task got a mapping with keys {sorted(task)}; DynamicsTask fields are {sorted(names)}.")
-    return DynamicsTask(**{k: None if v is None else _nested_tuple(np.asarray(v, dtype=np.float64)) for k, v in task.items()})
+    return DynamicsTask(
+        **{k: None if v is None else _nested_tuple(np.asarray(v, dtype=np.float64)) for k, v in task.items()}
+    )
 
 
 class HalfCheetahRandParamsEnv(RandParamsFamily, HalfCheetahEnv):

@@ -24,8 +24,9 @@ class MujocoTaskFamily:
     """Task bookkeeping shared by the MuJoCo families; mix in before a Gymnasium ``MujocoEnv``.
 
     Adds ``get_task``, the ``TaskNotSetError`` checks, action normalization (clip to the
-    action space ``[-S, S]^n``, divide by ``S = action_scale``), quiet model loading, pickling that keeps the task, the full ``MjData`` and the
-    RNG (Gymnasium's ``EzPickle`` alone would rebuild a fresh env without them), and the
+    action space ``[-S, S]^n``, divide by ``S = action_scale``), quiet model loading,
+    pickling that keeps the task, the full ``MjData`` and the RNG (Gymnasium's
+    ``EzPickle`` alone would rebuild a fresh env without them), and the
     native batched backend (``make_batched``). Subclasses implement ``sample_tasks`` and
     ``validate_task``, and ``_apply_task`` if a task changes the env itself. A goal family
     (the task is only in the reward) also has a static ``task_term``, its reward's task
@@ -58,7 +59,8 @@ class MujocoTaskFamily:
             or not (math.isfinite(action_scale) and action_scale > 0)
         ):
             raise ValueError(
-                f"action_scale must be a finite number > 0 (10 is the published MAML setting, 1 acts on the controls directly), got {action_scale!r}."
+                "action_scale must be a finite number > 0 (10 is the published MAML setting, 1 acts on the controls "
+                f"directly), got {action_scale!r}."
             )
         if batch_threads is not None and batch_threads < 1:
             raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
@@ -123,7 +125,8 @@ class MujocoTaskFamily:
     def _require_task(self) -> None:
         if self._task is None:
             raise TaskNotSetError(
-                f"{type(self).__name__} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) before reset/step."
+                f"{type(self).__name__} has no task: call env.set_task(task) (tasks come from env.sample_tasks(n)) "
+                "before reset/step."
             )
 
     def _check_n(self, n: int) -> None:

@@ -83,7 +83,14 @@ def make_learner(config: TrainConfig, policy: Policy, device: torch.device | str
     """
     settings = learner_settings(config)
     build = _REGISTRY[config.learner][1]
-    return build(policy, settings, gamma=config.gamma, gae_lambda=config.gae_lambda, normalize_advantages=config.normalize_advantages, device=device)
+    return build(
+        policy,
+        settings,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        normalize_advantages=config.normalize_advantages,
+        device=device,
+    )
 
 
 __all__ = [

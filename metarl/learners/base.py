@@ -90,7 +90,15 @@ class MetaLearner(Generic[SettingsT]):
     keeps_adaptation_graph: ClassVar[bool] = False
     """Keep the sampling-time adaptation's graph for ``step`` (MAML-TRPO reuses it)."""
 
-    def __init__(self, policy: Policy, settings: SettingsT, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        settings: SettingsT,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.policy = policy
         self.settings = settings
         self.device = torch.device(device)
@@ -128,7 +136,10 @@ class MetaLearner(Generic[SettingsT]):
     @staticmethod
     def _check(adaptation: Adaptation) -> None:
         if not isinstance(adaptation, Adaptation) or adaptation.num_steps < 1:
-            raise ValueError(f"step needs the Adaptation that learner.adapt returned (at least one inner step), got {type(adaptation).__name__}.")
+            raise ValueError(
+                "step needs the Adaptation that learner.adapt returned (at least one inner step), got "
+                f"{type(adaptation).__name__}."
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """The learner's own state for checkpoints (optimizer moments); the policy is saved apart."""
@@ -141,4 +152,6 @@ class MetaLearner(Generic[SettingsT]):
             ValueError: The state belongs to another learner.
         """
         if state.get("name", self.name) != self.name:
-            raise ValueError(f"The checkpoint was written by the {state.get('name')!r} learner, this run uses {self.name!r}.")
+            raise ValueError(
+                f"The checkpoint was written by the {state.get('name')!r} learner, this run uses {self.name!r}."
+            )

@@ -56,12 +56,16 @@ from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flat
 _DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 
 
-def surrogate_and_kl(policy: Policy, adapted: Params, valid: TaskBatch, old_dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_and_kl(
+    policy: Policy, adapted: Params, valid: TaskBatch, old_dist: Dist
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the valid episodes."""
     return surrogate_and_kl_from_dist(policy, policy.distribution(adapted, valid.obs), valid, old_dist)
 
 
-def surrogate_and_kl_from_dist(policy: Policy, dist: Dist, valid: TaskBatch, old_dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_and_kl_from_dist(
+    policy: Policy, dist: Dist, valid: TaskBatch, old_dist: Dist
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``surrogate_and_kl`` given the adapted policy's distribution on ``valid.obs``."""
     ratio = torch.exp(policy.log_prob(dist, valid.actions) - policy.log_prob(old_dist, valid.actions))
     loss = -(valid.weights * ratio * valid.advantages).sum(-1).mean()
@@ -102,7 +106,11 @@ def kl_hvp_fast(
         for i, batch in enumerate(trains):
             leaf = {n: p.detach().clone().requires_grad_(True) for n, p in (points[i] if points else point).items()}
             if not first_order:
-                grads = torch.autograd.grad(inner_loss(policy, leaf, batch.subsample(subsample), estimator).sum(), list(leaf.values()), create_graph=True)
+                grads = torch.autograd.grad(
+                    inner_loss(policy, leaf, batch.subsample(subsample), estimator).sum(),
+                    list(leaf.values()),
+                    create_graph=True,
+                )
                 hessian_graphs.append((list(leaf.values()), grads))
             if points is None:
                 point = detach_params(inner_step(policy, leaf, batch, fast_lr, create_graph=False, estimator=estimator))
@@ -114,7 +122,9 @@ def kl_hvp_fast(
         kl = (valid_sub.weights * policy.kl(old_dist, policy.distribution(adapted, valid_sub.obs))).sum(-1).mean()
         kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
 
-    def hvp_list(leaves: list[torch.Tensor], grads: Sequence[torch.Tensor], vec: list[torch.Tensor]) -> list[torch.Tensor]:
+    def hvp_list(
+        leaves: list[torch.Tensor], grads: Sequence[torch.Tensor], vec: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         dot = torch.stack([(g * v).sum() for g, v in zip(grads, vec)]).sum()
         return list(torch.autograd.grad(dot, leaves, retain_graph=True))
 
@@ -194,8 +204,19 @@ class TRPOSettings:
             ConfigError: A field that MAML-TRPO does not use is set (``outer_lr``), or an unknown estimator.
         """
         if config.outer_lr is not None:
-            raise ConfigError("outer_lr has no effect with learner=maml-trpo (its step size is set by max_kl): leave it null.")
-        fields = ("fast_lr", "first_order", "max_kl", "cg_iters", "cg_damping", "ls_max_steps", "ls_backtrack_ratio", "curvature_subsample")
+            raise ConfigError(
+                "outer_lr has no effect with learner=maml-trpo (its step size is set by max_kl): leave it null."
+            )
+        fields = (
+            "fast_lr",
+            "first_order",
+            "max_kl",
+            "cg_iters",
+            "cg_damping",
+            "ls_max_steps",
+            "ls_backtrack_ratio",
+            "curvature_subsample",
+        )
         try:
             return cls(**{f: getattr(config, f) for f in fields}, estimator=config.estimator or cls.estimator)
         except ValueError as e:
@@ -225,18 +246,24 @@ def meta_gradient(
     """
     params = policy.get_params()
     if adapted is None:
-        adapted = adapt(policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator)
+        adapted = adapt(
+            policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator
+        )
     dist = policy.distribution(adapted, valid.obs)
     old_dist = tuple(d.detach() for d in dist)
     loss, _ = surrogate_and_kl_from_dist(policy, dist, valid, old_dist)
     grad = flatten(torch.autograd.grad(loss, list(params.values())))
     if not torch.isfinite(grad).all():
-        raise TrainingDivergedError("The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values.")
+        raise TrainingDivergedError(
+            "The meta-gradient is NaN or inf: lower fast_lr or max_kl, or check the rewards for extreme values."
+        )
     return loss, grad, adapted, old_dist
 
 
 @torch.enable_grad()
-def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None) -> MetaUpdateStats:
+def maml_trpo_step(
+    policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None
+) -> MetaUpdateStats:
     """One MAML-TRPO meta-update of the policy's parameters, in place.
 
     Args:
@@ -259,10 +286,31 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
     t1 = time.perf_counter()
 
     if cfg.exact_hvp:
-        hvp = kl_hvp_exact(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, cfg.estimator)
+        hvp = kl_hvp_exact(
+            policy,
+            params,
+            trains,
+            valid,
+            cfg.fast_lr,
+            cfg.first_order,
+            cfg.cg_damping,
+            cfg.curvature_subsample,
+            cfg.estimator,
+        )
     else:
         points = [stack_params(params, valid.obs.shape[0]), adapted] if len(trains) == 1 else None
-        hvp = kl_hvp_fast(policy, params, trains, valid, cfg.fast_lr, cfg.first_order, cfg.cg_damping, cfg.curvature_subsample, points, cfg.estimator)
+        hvp = kl_hvp_fast(
+            policy,
+            params,
+            trains,
+            valid,
+            cfg.fast_lr,
+            cfg.first_order,
+            cfg.cg_damping,
+            cfg.curvature_subsample,
+            points,
+            cfg.estimator,
+        )
     step_dir, residual = conjugate_gradient_with_residual(hvp, grad, cfg.cg_iters)
     shs = 0.5 * torch.dot(step_dir, grad - residual)  # = 0.5 s^T H s, without another product
     full_step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp(min=1e-12))
@@ -272,12 +320,16 @@ def maml_trpo_step(policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch
 
     def evaluate(fraction: float) -> tuple[float, float]:
         new_params = dict(zip(names, unflatten(old_flat - fraction * full_step, like)))
-        new_adapted = adapt(policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False, estimator=cfg.estimator)
+        new_adapted = adapt(
+            policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False, estimator=cfg.estimator
+        )
         with torch.no_grad():
             new_loss, kl = surrogate_and_kl(policy, new_adapted, valid, old_dist)
         return float(new_loss), float(kl)
 
-    result: LineSearchResult = line_search(evaluate, float(loss.detach()), cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
+    result: LineSearchResult = line_search(
+        evaluate, float(loss.detach()), cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio
+    )
     if result.accepted:
         policy.load_params(dict(zip(names, unflatten(old_flat - result.step_fraction * full_step, like))))
     t3 = time.perf_counter()
@@ -315,10 +367,20 @@ class MAMLTRPO(MetaLearner[TRPOSettings]):
     name = "maml-trpo"
     keeps_adaptation_graph = True
 
-    def __init__(self, policy: Policy, settings: TRPOSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        settings: TRPOSettings,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
     def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
         """The MAML-TRPO meta-update from the adaptation and the post-adaptation episodes."""
         self._check(adaptation)
-        return maml_trpo_step(self.policy, adaptation.batches, self.process(valid_episodes), self.settings, adaptation.graph)
+        return maml_trpo_step(
+            self.policy, adaptation.batches, self.process(valid_episodes), self.settings, adaptation.graph
+        )

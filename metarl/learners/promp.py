@@ -80,7 +80,9 @@ class PPOSettings:
         own_estimator, own_inner_kl_coef = OWN_DEFAULTS[config.learner]
         inner_kl_coef = own_inner_kl_coef if config.inner_kl_coef is None else config.inner_kl_coef
         if config.learner == "maml-ppo" and inner_kl_coef > 0:
-            raise ConfigError("maml-ppo has no inner KL penalty; inner_kl_coef > 0 with the clipped objective is learner=promp.")
+            raise ConfigError(
+                "maml-ppo has no inner KL penalty; inner_kl_coef > 0 with the clipped objective is learner=promp."
+            )
         try:
             return cls(
                 fast_lr=config.fast_lr,
@@ -95,7 +97,9 @@ class PPOSettings:
             raise ConfigError(str(e)) from e
 
 
-def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor, clip_eps: float) -> torch.Tensor:
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor, clip_eps: float
+) -> torch.Tensor:
     """PPO's clipped surrogate loss of every task -> ``[K]`` (to minimize).
 
     ``L_k = - sum_m w_km min(r_km A_km, clip(r_km, 1 - eps, 1 + eps) A_km)``,
@@ -113,7 +117,9 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
     """
     if not (logp.shape == old_logp.shape == advantages.shape == weights.shape) or logp.dim() != 2:
         shapes = [tuple(x.shape) for x in (logp, old_logp, advantages, weights)]
-        raise ValueError(f"clipped_surrogate needs logp, old_logp, advantages and weights of one shape [K, M], got {shapes}.")
+        raise ValueError(
+            f"clipped_surrogate needs logp, old_logp, advantages and weights of one shape [K, M], got {shapes}."
+        )
     ratio = torch.exp(logp - old_logp.detach())
     advantages = advantages.detach()
     objective = torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages)
@@ -143,7 +149,6 @@ class ProMP(MetaLearner[PPOSettings]):
         name: ``promp`` or ``maml-ppo`` (the name checkpoints carry).
     """
 
-
     def __init__(
         self,
         policy: Policy,
@@ -171,12 +176,16 @@ class ProMP(MetaLearner[PPOSettings]):
                     dist = tuple(d.detach() for d in self.policy.distribution(leaf, batch.obs))
                 batches.append(dataclasses.replace(batch, old_logp=self.policy.log_prob(dist, batch.actions).detach()))
                 dists.append(dist)
-                current = detach_params(inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator))
+                current = detach_params(
+                    inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator)
+                )
         with torch.no_grad():
             valid_dist = tuple(d.detach() for d in self.policy.distribution(current, valid.obs))
         return _Sampling(batches, dists, self.policy.log_prob(valid_dist, valid.actions).detach(), valid_dist)
 
-    def loss(self, old: _Sampling, valid: TaskBatch, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dist]:
+    def loss(
+        self, old: _Sampling, valid: TaskBatch, create_graph: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dist]:
         """The ProMP objective at the current theta.
 
         Returns:
@@ -194,9 +203,13 @@ class ProMP(MetaLearner[PPOSettings]):
                 kl_terms.append((batch.weights * kl).sum(-1).mean())
             second_order = create_graph and not s.first_order
             # first order: the gradient is a constant, so d theta' / d theta = I
-            current = inner_step(self.policy, current, batch, s.fast_lr, create_graph=second_order, estimator=s.estimator)
+            current = inner_step(
+                self.policy, current, batch, s.fast_lr, create_graph=second_order, estimator=s.estimator
+            )
         dist = self.policy.distribution(current, valid.obs)
-        surrogate = clipped_surrogate(self.policy.log_prob(dist, valid.actions), old.valid_logp, valid.advantages, valid.weights, s.clip_eps).mean()
+        surrogate = clipped_surrogate(
+            self.policy.log_prob(dist, valid.actions), old.valid_logp, valid.advantages, valid.weights, s.clip_eps
+        ).mean()
         inner_kl = torch.stack(kl_terms).sum() if kl_terms else surrogate.new_zeros(())
         return surrogate + s.inner_kl_coef * inner_kl, surrogate, inner_kl, dist
 
@@ -212,11 +225,18 @@ class ProMP(MetaLearner[PPOSettings]):
             with torch.enable_grad():
                 loss, _, _, _ = self.loss(old, valid)
                 if not torch.isfinite(loss):
-                    raise TrainingDivergedError(f"The {self.name} loss is {float(loss)} at Adam step {j}: lower outer_lr or fast_lr, or check the rewards.")
+                    raise TrainingDivergedError(
+                        f"The {self.name} loss is {float(loss)} at Adam step {j}: lower outer_lr or fast_lr, or check "
+                        "the rewards."
+                    )
                 loss.backward()
             if j == 0:
                 loss_before = float(loss.detach())
-                grad_norm = float(torch.stack([(p.grad**2).sum() for p in self.policy.parameters() if p.grad is not None]).sum().sqrt())
+                grad_norm = float(
+                    torch.stack([(p.grad**2).sum() for p in self.policy.parameters() if p.grad is not None])
+                    .sum()
+                    .sqrt()
+                )
                 t1 = time.perf_counter()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

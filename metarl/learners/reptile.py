@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -57,7 +56,10 @@ class ReptileSettings:
             ConfigError: An estimator is set (Reptile uses only the inner gradient), or a bad value.
         """
         if config.estimator not in (None, "plain"):
-            raise ConfigError(f"reptile is first order and uses only the inner gradient; estimator {config.estimator!r} has no effect there: leave it null.")
+            raise ConfigError(
+                f"reptile is first order and uses only the inner gradient; estimator {config.estimator!r} has no "
+                "effect there: leave it null."
+            )
         try:
             return cls(fast_lr=config.fast_lr, outer_lr=cls.outer_lr if config.outer_lr is None else config.outer_lr)
         except ValueError as e:
@@ -78,7 +80,15 @@ class Reptile(MetaLearner[ReptileSettings]):
 
     name = "reptile"
 
-    def __init__(self, policy: Policy, settings: ReptileSettings, gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        settings: ReptileSettings,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
     def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
@@ -102,15 +112,23 @@ class Reptile(MetaLearner[ReptileSettings]):
                 leaf = {n: p.detach().requires_grad_(True) for n, p in phi.items()}
                 if batch is valid:
                     loss_before = float(inner_loss(self.policy, leaf, valid, s.estimator).mean().detach())
-                phi = detach_params(inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator))
+                phi = detach_params(
+                    inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator)
+                )
         with torch.no_grad():
             loss_after = float(inner_loss(self.policy, phi, valid, s.estimator).mean())
             delta = {n: phi[n].mean(0) - theta[n] for n in theta}
             if not all(torch.isfinite(d).all() for d in delta.values()):
-                raise TrainingDivergedError("The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values.")
+                raise TrainingDivergedError(
+                    "The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values."
+                )
             old_dist = self.policy.distribution(theta, valid.obs)
             new_theta = {n: theta[n] + s.outer_lr * delta[n] for n in theta}
-            kl = float((valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs))).sum(-1).mean())
+            kl = float(
+                (valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs)))
+                .sum(-1)
+                .mean()
+            )
             self.policy.load_params(new_theta)
             norm = float(torch.stack([(d**2).sum() for d in delta.values()]).sum().sqrt())
         return MetaUpdateStats(
