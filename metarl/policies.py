@@ -8,20 +8,46 @@ Parameters may carry a leading *task* dimension: with ``params[name]`` of shape
 ``[K, *shape]`` and observations ``[K, M, obs_dim]``, task ``k``'s observations go through
 task ``k``'s parameters, so one forward (and one backward) serves all K tasks.
 
-Distributions are plain tensors: a Gaussian is ``(mean, log_std)``, a categorical is
-``(logits,)``. ``log_prob``, ``kl`` and ``sample`` are pure functions of them.
+Distributions are named tuples of tensors: ``Gaussian(mean, log_std)`` and
+``Categorical(log_probs)``. ``log_prob``, ``kl`` and ``sample`` are pure functions of them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import gymnasium as gym
 import torch
 from torch import nn
 
 Params = dict[str, torch.Tensor]
+
+
+class Gaussian(NamedTuple):
+    """A diagonal Gaussian over actions."""
+
+    mean: torch.Tensor
+    """``[..., act_dim]``."""
+    log_std: torch.Tensor
+    """``[..., act_dim]`` (state-independent, broadcast to the mean's shape)."""
+
+
+class Categorical(NamedTuple):
+    """A categorical distribution over discrete actions."""
+
+    log_probs: torch.Tensor
+    """``[..., num_actions]``, normalized (``log_softmax`` of the logits)."""
+
+
 Dist = tuple[torch.Tensor, ...]
+"""Any distribution of this module (``Gaussian`` or ``Categorical``): a tuple of tensors."""
+
+
+def detach_dist(dist: Dist) -> Dist:
+    """The same distribution (same named-tuple type) cut from the autograd graph."""
+    return type(dist)(*(t.detach() for t in dist))  # type: ignore[call-arg]
+
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -157,7 +183,7 @@ class GaussianMLPPolicy(MLPPolicy):
         log_std = params["log_std"].clamp(min=self.min_log_std)
         if log_std.dim() == 2:  # stacked: [K, act] -> [K, 1, act]
             log_std = log_std.unsqueeze(-2)
-        return mean, log_std.expand_as(mean)
+        return Gaussian(mean, log_std.expand_as(mean))
 
     @staticmethod
     def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:
@@ -210,7 +236,7 @@ class CategoricalMLPPolicy(MLPPolicy):
     def distribution(self, params: Params, obs: torch.Tensor) -> Dist:
         """``(log_probs [..., num_actions],)``: normalized logits."""
         self._check_obs(params, obs)
-        return (torch.log_softmax(mlp(params, obs, self.num_layers, self.activation), dim=-1),)
+        return Categorical(torch.log_softmax(mlp(params, obs, self.num_layers, self.activation), dim=-1))
 
     @staticmethod
     def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:

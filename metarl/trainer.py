@@ -155,21 +155,21 @@ class Trainer:
             adaptation = self.learner.adapt(episodes, adaptation)
             params = adaptation.params
         assert adaptation is not None  # num_steps >= 1 (validated)
-        trains = adaptation.episodes
+        inner_episodes = adaptation.episodes
         ts = time.perf_counter()
-        valid = self.sampler.sample(params, tasks, cfg.episodes_per_task)
+        post_episodes = self.sampler.sample(params, tasks, cfg.episodes_per_task)
         sample_time += time.perf_counter() - ts
         tu = time.perf_counter()
-        stats = self.learner.step(adaptation, valid)
+        stats = self.learner.step(adaptation, post_episodes)
         update_time = time.perf_counter() - tu
         adapt_time = (tu - t0) - sample_time
-        env_steps = sum(e.num_steps for e in trains) + valid.num_steps
+        env_steps = sum(e.num_steps for e in inner_episodes) + post_episodes.num_steps
         self.iteration += 1
         self.total_env_steps += env_steps
         return IterationRow(
             iteration=self.iteration,
-            pre_return=float(trains[0].episode_returns().mean()),
-            post_return=float(valid.episode_returns().mean()),
+            pre_return=float(inner_episodes[0].episode_returns().mean()),
+            post_return=float(post_episodes.episode_returns().mean()),
             loss_before=stats.loss_before,
             loss_after=stats.loss_after,
             kl=stats.kl_after,

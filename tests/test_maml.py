@@ -17,7 +17,7 @@ from torch.distributions import Normal, kl_divergence
 from metarl.adaptation import TaskBatch, adapt, inner_loss, inner_step, process_episodes
 from metarl.episodes import Episodes
 from metarl.learners.maml_trpo import kl_hvp_exact, kl_hvp_fast, surrogate_and_kl
-from metarl.policies import GaussianMLPPolicy, detach_params, stack_params
+from metarl.policies import GaussianMLPPolicy, detach_dist, detach_params, stack_params
 
 K, N, T, OBS_DIM, ACT_DIM = 3, 4, 5, 2, 2
 FAST_LR = 0.5  # large, so the second-order terms are far from negligible
@@ -229,7 +229,7 @@ def meta_problem(num_steps: int):
     valid = make_batch(20)
     params = leaf_params(policy)
     adapted0 = adapt(policy, params, trains, FAST_LR, first_order=False, create_graph=False)
-    old_dist = tuple(d.detach() for d in policy.distribution(adapted0, valid.obs))
+    old_dist = detach_dist(policy.distribution(adapted0, valid.obs))
     return policy, params, trains, valid, old_dist
 
 
@@ -433,7 +433,7 @@ def explicit_kl_hessian(policy, params, trains, valid, fast_lr, subsample):
             (g,) = torch.autograd.grad(inner_loss(policy, unflat(x, params), full_k)[0], x)
             point = point - fast_lr * g
         valid_k = task_slice(valid.subsample(subsample), k)
-        old = tuple(d.detach() for d in policy.distribution(unflat(point, params), valid_k.obs))
+        old = detach_dist(policy.distribution(unflat(point, params), valid_k.obs))
 
         def kl_k(x: torch.Tensor, valid_k: TaskBatch = valid_k, old: tuple[torch.Tensor, ...] = old) -> torch.Tensor:
             return (valid_k.weights * policy.kl(old, policy.distribution(unflat(x, params), valid_k.obs))).sum()

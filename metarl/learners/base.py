@@ -12,8 +12,8 @@ across learners); they differ only in the outer step. One meta-iteration (what
     for _ in range(num_steps):
         adaptation = learner.adapt(sampler.sample(params, tasks, n), adaptation)
         params = adaptation.params
-    valid = sampler.sample(params, tasks, n)
-    stats = learner.step(adaptation, valid)
+    post_episodes = sampler.sample(params, tasks, n)
+    stats = learner.step(adaptation, post_episodes)
 
 The registry that builds a learner from a config is ``metarl.learners``.
 """
@@ -129,7 +129,7 @@ class MetaLearner(Generic[SettingsT]):
         """
         return self.inner.adapt(episodes, previous, keep_graph)
 
-    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """The meta-update from an adaptation and the episodes sampled with its parameters (in place)."""
         raise NotImplementedError
 

@@ -1,6 +1,6 @@
 """MAML-TRPO (Finn et al. 2017, "Model-Agnostic Meta-Learning", section 3.3 / 5.3).
 
-For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (valid) episodes ``D'_k``:
+For tasks ``T_k`` with inner (train) episodes ``D_k`` and outer (post-adaptation) episodes ``D'_k``:
 
 * inner step (policy gradient, REINFORCE with baseline advantages ``A``; ``metarl.adaptation``)::
 
@@ -50,34 +50,34 @@ from metarl.episodes import Episodes
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.estimators import check_estimator
 from metarl.learners.base import MetaLearner, MetaUpdateStats
-from metarl.policies import Dist, Params, Policy, detach_params, stack_params
+from metarl.policies import Dist, Params, Policy, detach_dist, detach_params, stack_params
 from metarl.trpo import LineSearchResult, conjugate_gradient_with_residual, flatten, line_search, unflatten
 
 _DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 
 
 def surrogate_and_kl(
-    policy: Policy, adapted: Params, valid: TaskBatch, old_dist: Dist
+    policy: Policy, adapted: Params, post_batch: TaskBatch, old_dist: Dist
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the valid episodes."""
-    return surrogate_and_kl_from_dist(policy, policy.distribution(adapted, valid.obs), valid, old_dist)
+    """Mean over tasks of the TRPO surrogate loss and of ``KL(old || new)`` on the post-adaptation episodes."""
+    return surrogate_and_kl_from_dist(policy, policy.distribution(adapted, post_batch.obs), post_batch, old_dist)
 
 
 def surrogate_and_kl_from_dist(
-    policy: Policy, dist: Dist, valid: TaskBatch, old_dist: Dist
+    policy: Policy, dist: Dist, post_batch: TaskBatch, old_dist: Dist
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``surrogate_and_kl`` given the adapted policy's distribution on ``valid.obs``."""
-    ratio = torch.exp(policy.log_prob(dist, valid.actions) - policy.log_prob(old_dist, valid.actions))
-    loss = -(valid.weights * ratio * valid.advantages).sum(-1).mean()
-    kl = (valid.weights * policy.kl(old_dist, dist)).sum(-1).mean()
+    """``surrogate_and_kl`` given the adapted policy's distribution on ``post_batch.obs``."""
+    ratio = torch.exp(policy.log_prob(dist, post_batch.actions) - policy.log_prob(old_dist, post_batch.actions))
+    loss = -(post_batch.weights * ratio * post_batch.advantages).sum(-1).mean()
+    kl = (post_batch.weights * policy.kl(old_dist, dist)).sum(-1).mean()
     return loss, kl
 
 
 def kl_hvp_fast(
     policy: Policy,
     params: Params,
-    trains: Sequence[TaskBatch],
-    valid: TaskBatch,
+    inner_batches: Sequence[TaskBatch],
+    post_batch: TaskBatch,
     fast_lr: float,
     first_order: bool,
     damping: float,
@@ -94,16 +94,16 @@ def kl_hvp_fast(
 
     Args:
         points: Optionally the (detached, stacked) parameters before each inner step and
-            after the last one, ``len(trains) + 1`` dicts, when the caller has them already.
+            after the last one, ``len(inner_batches) + 1`` dicts, when the caller has them already.
         estimator: The inner loss's estimator; its Hessian is the one used here.
     """
-    k = valid.obs.shape[0]
+    k = post_batch.obs.shape[0]
     names = list(params)
     like = [params[n] for n in names]
     hessian_graphs = []  # per inner step: (leaf params theta_{i-1}, inner gradient there)
     point = {n: p.detach() for n, p in stack_params(params, k).items()}
     with torch.enable_grad():
-        for i, batch in enumerate(trains):
+        for i, batch in enumerate(inner_batches):
             leaf = {n: p.detach().clone().requires_grad_(True) for n, p in (points[i] if points else point).items()}
             if not first_order:
                 grads = torch.autograd.grad(
@@ -117,9 +117,9 @@ def kl_hvp_fast(
         if points is not None:
             point = detach_params(points[-1])
         adapted = {n: p.clone().requires_grad_(True) for n, p in point.items()}
-        valid_sub = valid.subsample(subsample)
-        old_dist = tuple(d.detach() for d in policy.distribution(point, valid_sub.obs))
-        kl = (valid_sub.weights * policy.kl(old_dist, policy.distribution(adapted, valid_sub.obs))).sum(-1).mean()
+        post_sub = post_batch.subsample(subsample)
+        old_dist = detach_dist(policy.distribution(point, post_sub.obs))
+        kl = (post_sub.weights * policy.kl(old_dist, policy.distribution(adapted, post_sub.obs))).sum(-1).mean()
         kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
 
     def hvp_list(
@@ -145,8 +145,8 @@ def kl_hvp_fast(
 def kl_hvp_exact(
     policy: Policy,
     params: Params,
-    trains: Sequence[TaskBatch],
-    valid: TaskBatch,
+    inner_batches: Sequence[TaskBatch],
+    post_batch: TaskBatch,
     fast_lr: float,
     first_order: bool,
     damping: float,
@@ -158,14 +158,14 @@ def kl_hvp_exact(
     Third order through the inner step (what pytorch-maml-rl does); kept as the reference
     for tests and benchmarks. ``subsample`` thins every batch, the adaptation included.
     """
-    trains = [b.subsample(subsample) for b in trains]
-    valid = valid.subsample(subsample)
+    inner_batches = [b.subsample(subsample) for b in inner_batches]
+    post_batch = post_batch.subsample(subsample)
     names = list(params)
     like = [params[n] for n in names]
     with torch.enable_grad():
-        adapted = adapt(policy, params, trains, fast_lr, first_order, create_graph=True, estimator=estimator)
-        old_dist = tuple(d.detach() for d in policy.distribution(adapted, valid.obs))
-        _, kl = surrogate_and_kl(policy, adapted, valid, old_dist)
+        adapted = adapt(policy, params, inner_batches, fast_lr, first_order, create_graph=True, estimator=estimator)
+        old_dist = detach_dist(policy.distribution(adapted, post_batch.obs))
+        _, kl = surrogate_and_kl(policy, adapted, post_batch, old_dist)
         grads = torch.autograd.grad(kl, like, create_graph=True)
     flat_grad = flatten(grads)
 
@@ -225,20 +225,24 @@ class TRPOSettings:
 
 @torch.enable_grad()
 def meta_gradient(
-    policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None
+    policy: Policy,
+    inner_batches: Sequence[TaskBatch],
+    post_batch: TaskBatch,
+    cfg: TRPOSettings,
+    adapted: Params | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, Params, Dist]:
     """The post-adaptation surrogate loss at theta and its gradient (what TRPO's step solves with).
 
     Args:
         policy: The policy; its module parameters are theta.
-        trains: ``num_steps`` inner batches.
-        valid: The post-adaptation batch.
+        inner_batches: ``num_steps`` inner batches.
+        post_batch: The post-adaptation batch.
         cfg: The settings (``fast_lr``, ``first_order``, ``estimator``).
         adapted: The adaptation with its graph, if built already.
 
     Returns:
         ``(loss, flat gradient of the loss w.r.t. theta, adapted parameters, their detached
-        distribution on valid.obs)``; ``-gradient`` estimates the meta-gradient
+        distribution on post_batch.obs)``; ``-gradient`` estimates the meta-gradient
         ``grad_theta mean_k J_k(theta'_k)`` (see ``metarl.exact``).
 
     Raises:
@@ -247,11 +251,11 @@ def meta_gradient(
     params = policy.get_params()
     if adapted is None:
         adapted = adapt(
-            policy, params, trains, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator
+            policy, params, inner_batches, cfg.fast_lr, cfg.first_order, create_graph=True, estimator=cfg.estimator
         )
-    dist = policy.distribution(adapted, valid.obs)
-    old_dist = tuple(d.detach() for d in dist)
-    loss, _ = surrogate_and_kl_from_dist(policy, dist, valid, old_dist)
+    dist = policy.distribution(adapted, post_batch.obs)
+    old_dist = detach_dist(dist)
+    loss, _ = surrogate_and_kl_from_dist(policy, dist, post_batch, old_dist)
     grad = flatten(torch.autograd.grad(loss, list(params.values())))
     if not torch.isfinite(grad).all():
         raise TrainingDivergedError(
@@ -262,16 +266,20 @@ def meta_gradient(
 
 @torch.enable_grad()
 def maml_trpo_step(
-    policy: Policy, trains: Sequence[TaskBatch], valid: TaskBatch, cfg: TRPOSettings, adapted: Params | None = None
+    policy: Policy,
+    inner_batches: Sequence[TaskBatch],
+    post_batch: TaskBatch,
+    cfg: TRPOSettings,
+    adapted: Params | None = None,
 ) -> MetaUpdateStats:
     """One MAML-TRPO meta-update of the policy's parameters, in place.
 
     Args:
         policy: The policy; its module parameters are the meta-parameters theta.
-        trains: ``num_steps`` inner batches (processed episodes), on the policy's device.
-        valid: The post-adaptation batch.
+        inner_batches: ``num_steps`` inner batches (processed episodes), on the policy's device.
+        post_batch: The post-adaptation batch.
         cfg: The TRPO settings.
-        adapted: ``adapt(policy, policy.get_params(), trains, ...)`` with its graph, if the
+        adapted: ``adapt(policy, policy.get_params(), inner_batches, ...)`` with its graph, if the
             caller built it already (saves one pass over the inner data).
 
     Returns:
@@ -282,15 +290,15 @@ def maml_trpo_step(
     names = list(params)
     like = [params[n] for n in names]
 
-    loss, grad, adapted, old_dist = meta_gradient(policy, trains, valid, cfg, adapted)
+    loss, grad, adapted, old_dist = meta_gradient(policy, inner_batches, post_batch, cfg, adapted)
     t1 = time.perf_counter()
 
     if cfg.exact_hvp:
         hvp = kl_hvp_exact(
             policy,
             params,
-            trains,
-            valid,
+            inner_batches,
+            post_batch,
             cfg.fast_lr,
             cfg.first_order,
             cfg.cg_damping,
@@ -298,12 +306,12 @@ def maml_trpo_step(
             cfg.estimator,
         )
     else:
-        points = [stack_params(params, valid.obs.shape[0]), adapted] if len(trains) == 1 else None
+        points = [stack_params(params, post_batch.obs.shape[0]), adapted] if len(inner_batches) == 1 else None
         hvp = kl_hvp_fast(
             policy,
             params,
-            trains,
-            valid,
+            inner_batches,
+            post_batch,
             cfg.fast_lr,
             cfg.first_order,
             cfg.cg_damping,
@@ -321,10 +329,10 @@ def maml_trpo_step(
     def evaluate(fraction: float) -> tuple[float, float]:
         new_params = dict(zip(names, unflatten(old_flat - fraction * full_step, like)))
         new_adapted = adapt(
-            policy, new_params, trains, cfg.fast_lr, cfg.first_order, create_graph=False, estimator=cfg.estimator
+            policy, new_params, inner_batches, cfg.fast_lr, cfg.first_order, create_graph=False, estimator=cfg.estimator
         )
         with torch.no_grad():
-            new_loss, kl = surrogate_and_kl(policy, new_adapted, valid, old_dist)
+            new_loss, kl = surrogate_and_kl(policy, new_adapted, post_batch, old_dist)
         return float(new_loss), float(kl)
 
     result: LineSearchResult = line_search(
@@ -378,9 +386,9 @@ class MAMLTRPO(MetaLearner[TRPOSettings]):
     ) -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
-    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """The MAML-TRPO meta-update from the adaptation and the post-adaptation episodes."""
         self._check(adaptation)
         return maml_trpo_step(
-            self.policy, adaptation.batches, self.process(valid_episodes), self.settings, adaptation.graph
+            self.policy, adaptation.batches, self.process(post_episodes), self.settings, adaptation.graph
         )

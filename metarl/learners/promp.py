@@ -34,7 +34,7 @@ from metarl.episodes import Episodes
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.estimators import check_estimator
 from metarl.learners.base import MetaLearner, MetaUpdateStats
-from metarl.policies import Dist, Params, Policy, detach_params, stack_params
+from metarl.policies import Dist, Params, Policy, detach_dist, detach_params, stack_params
 
 _DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 OWN_DEFAULTS: dict[str, tuple[str, float]] = {"promp": ("lvc", 5e-4), "maml-ppo": ("plain", 0.0)}
@@ -130,10 +130,10 @@ def clipped_surrogate(
 class _Sampling:
     """What the sampling policies (at theta_o) did: log-probabilities and distributions."""
 
-    trains: list[TaskBatch]  # with old_logp set
+    inner_batches: list[TaskBatch]  # with old_logp set
     train_dists: list[Dist]
-    valid_logp: torch.Tensor
-    valid_dist: Dist
+    post_logp: torch.Tensor
+    post_dist: Dist
 
 
 class ProMP(MetaLearner[PPOSettings]):
@@ -163,41 +163,41 @@ class ProMP(MetaLearner[PPOSettings]):
         self.name = name
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=settings.outer_lr)
 
-    def _sampling(self, trains: Sequence[TaskBatch], valid: TaskBatch) -> _Sampling:
+    def _sampling(self, inner_batches: Sequence[TaskBatch], post_batch: TaskBatch) -> _Sampling:
         """Replay the sampling-time adaptation from theta_o, recording the old policies."""
         s = self.settings
-        k = valid.obs.shape[0]
+        k = post_batch.obs.shape[0]
         current = {n: p.detach() for n, p in stack_params(self.policy.get_params(), k).items()}
         batches, dists = [], []
         with torch.enable_grad():
-            for batch in trains:
+            for batch in inner_batches:
                 leaf = {n: p.requires_grad_(True) for n, p in detach_params(current).items()}
                 with torch.no_grad():
-                    dist = tuple(d.detach() for d in self.policy.distribution(leaf, batch.obs))
+                    dist = detach_dist(self.policy.distribution(leaf, batch.obs))
                 batches.append(dataclasses.replace(batch, old_logp=self.policy.log_prob(dist, batch.actions).detach()))
                 dists.append(dist)
                 current = detach_params(
                     inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator)
                 )
         with torch.no_grad():
-            valid_dist = tuple(d.detach() for d in self.policy.distribution(current, valid.obs))
-        return _Sampling(batches, dists, self.policy.log_prob(valid_dist, valid.actions).detach(), valid_dist)
+            post_dist = detach_dist(self.policy.distribution(current, post_batch.obs))
+        return _Sampling(batches, dists, self.policy.log_prob(post_dist, post_batch.actions).detach(), post_dist)
 
     def loss(
-        self, old: _Sampling, valid: TaskBatch, create_graph: bool = True
+        self, old: _Sampling, post_batch: TaskBatch, create_graph: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dist]:
         """The ProMP objective at the current theta.
 
         Returns:
-            ``(loss, clipped surrogate, inner KL penalty term, adapted distribution on valid.obs)``,
+            ``(loss, clipped surrogate, inner KL penalty term, adapted distribution on post_batch.obs)``,
             means over tasks.
         """
         s = self.settings
         theta = self.policy.get_params()
-        k = valid.obs.shape[0]
+        k = post_batch.obs.shape[0]
         current: Params = stack_params(theta, k)
         kl_terms = []
-        for batch, old_dist in zip(old.trains, old.train_dists):
+        for batch, old_dist in zip(old.inner_batches, old.train_dists):
             if s.inner_kl_coef > 0:
                 kl = self.policy.kl(old_dist, self.policy.distribution(current, batch.obs))
                 kl_terms.append((batch.weights * kl).sum(-1).mean())
@@ -206,24 +206,28 @@ class ProMP(MetaLearner[PPOSettings]):
             current = inner_step(
                 self.policy, current, batch, s.fast_lr, create_graph=second_order, estimator=s.estimator
             )
-        dist = self.policy.distribution(current, valid.obs)
+        dist = self.policy.distribution(current, post_batch.obs)
         surrogate = clipped_surrogate(
-            self.policy.log_prob(dist, valid.actions), old.valid_logp, valid.advantages, valid.weights, s.clip_eps
+            self.policy.log_prob(dist, post_batch.actions),
+            old.post_logp,
+            post_batch.advantages,
+            post_batch.weights,
+            s.clip_eps,
         ).mean()
         inner_kl = torch.stack(kl_terms).sum() if kl_terms else surrogate.new_zeros(())
         return surrogate + s.inner_kl_coef * inner_kl, surrogate, inner_kl, dist
 
-    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """``ppo_steps`` Adam steps on the ProMP objective (see the module docstring)."""
         t0 = time.perf_counter()
         self._check(adaptation)
-        valid = self.process(valid_episodes)
-        old = self._sampling(adaptation.batches, valid)
+        post_batch = self.process(post_episodes)
+        old = self._sampling(adaptation.batches, post_batch)
         loss_before, grad_norm, t1 = float("nan"), float("nan"), t0
         for j in range(self.settings.ppo_steps):
             self.optimizer.zero_grad(set_to_none=True)
             with torch.enable_grad():
-                loss, _, _, _ = self.loss(old, valid)
+                loss, _, _, _ = self.loss(old, post_batch)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"The {self.name} loss is {float(loss)} at Adam step {j}: lower outer_lr or fast_lr, or check "
@@ -241,9 +245,9 @@ class ProMP(MetaLearner[PPOSettings]):
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():  # the inner step needs a gradient; no graph is kept
-            loss, _, _, dist = self.loss(old, valid, create_graph=False)
+            loss, _, _, dist = self.loss(old, post_batch, create_graph=False)
         with torch.no_grad():
-            kl_after = float((valid.weights * self.policy.kl(old.valid_dist, dist)).sum(-1).mean())
+            kl_after = float((post_batch.weights * self.policy.kl(old.post_dist, dist)).sum(-1).mean())
         t2 = time.perf_counter()
         return MetaUpdateStats(
             loss_before=loss_before,

@@ -91,7 +91,7 @@ class Reptile(MetaLearner[ReptileSettings]):
     ) -> None:
         super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
-    def step(self, adaptation: Adaptation, valid_episodes: Episodes) -> MetaUpdateStats:
+    def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """Replay the inner steps, take one more on the post-adaptation batch, move theta.
 
         The stats report the post-adaptation batch's inner loss before and after that last
@@ -102,30 +102,30 @@ class Reptile(MetaLearner[ReptileSettings]):
         t0 = time.perf_counter()
         s = self.settings
         self._check(adaptation)
-        trains = adaptation.batches
-        valid = self.process(valid_episodes)
+        inner_batches = adaptation.batches
+        post_batch = self.process(post_episodes)
         theta = {n: p.detach() for n, p in self.policy.get_params().items()}
-        k = valid.obs.shape[0]
+        k = post_batch.obs.shape[0]
         phi: Params = {n: p.clone() for n, p in stack_params(theta, k).items()}
         with torch.enable_grad():
-            for batch in [*trains, valid]:
+            for batch in [*inner_batches, post_batch]:
                 leaf = {n: p.detach().requires_grad_(True) for n, p in phi.items()}
-                if batch is valid:
-                    loss_before = float(inner_loss(self.policy, leaf, valid, s.estimator).mean().detach())
+                if batch is post_batch:
+                    loss_before = float(inner_loss(self.policy, leaf, post_batch, s.estimator).mean().detach())
                 phi = detach_params(
                     inner_step(self.policy, leaf, batch, s.fast_lr, create_graph=False, estimator=s.estimator)
                 )
         with torch.no_grad():
-            loss_after = float(inner_loss(self.policy, phi, valid, s.estimator).mean())
+            loss_after = float(inner_loss(self.policy, phi, post_batch, s.estimator).mean())
             delta = {n: phi[n].mean(0) - theta[n] for n in theta}
             if not all(torch.isfinite(d).all() for d in delta.values()):
                 raise TrainingDivergedError(
                     "The Reptile update is NaN or inf: lower fast_lr, or check the rewards for extreme values."
                 )
-            old_dist = self.policy.distribution(theta, valid.obs)
+            old_dist = self.policy.distribution(theta, post_batch.obs)
             new_theta = {n: theta[n] + s.outer_lr * delta[n] for n in theta}
             kl = float(
-                (valid.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, valid.obs)))
+                (post_batch.weights * self.policy.kl(old_dist, self.policy.distribution(new_theta, post_batch.obs)))
                 .sum(-1)
                 .mean()
             )
