@@ -1,27 +1,23 @@
-"""Shared test set-up: the examples are importable by name, and the small configs the tests train with."""
+"""Shared test set-up: examples/ and tests/helpers.py are importable by name; shared fixtures."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))  # `import sinusoid` is examples/sinusoid.py
-
-TINY_NAVIGATION = [
-    "meta_batch_size=4",
-    "episodes_per_task=4",
-    "horizon=20",
-    "hidden_sizes=[16]",
-    "tensorboard=false",
-    "torch_threads=1",
-]
-"""Overrides of the 2d-navigation config for runs of a few seconds."""
+sys.path.insert(0, str(ROOT / "tests"))  # `from helpers import TINY` is tests/helpers.py
 
 
 @pytest.fixture
-def tiny_navigation() -> list[str]:
-    """A copy of ``TINY_NAVIGATION`` (a test may extend it)."""
-    return list(TINY_NAVIGATION)
+def one_torch_thread() -> Iterator[None]:
+    """Run the test with one torch thread (the MuJoCo tests compare against single-threaded references)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

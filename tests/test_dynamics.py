@@ -4,7 +4,7 @@ reward, task sampling, pickling, the env checker, the sampler and its masks."""
 from __future__ import annotations
 
 import pickle
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv  # noqa: E402
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
+from helpers import replay_matches_sampler  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
 from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
@@ -45,12 +46,7 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def family(name: str, seed: int = 0, **kwargs: Any) -> tuple[Any, list[DynamicsTask]]:
@@ -269,33 +265,7 @@ def test_sampler_runs_the_family_through_the_gymnasium_vector_fallback(name: str
 def test_sampler_masks_episodes_from_their_termination_on(name: str) -> None:
     """Zero reset noise, so a fresh env replays each sampled episode exactly: the sampler's
     observations and rewards match it, and each mask ends at the step that terminated."""
-    horizon, kwargs = 40, {"reset_noise_scale": 0.0}
-    env = make_family(name, **kwargs)
-    seed_family(env, 0)
-    tasks = env.unwrapped.sample_tasks(2)
-    torch.manual_seed(0)
-    policy = make_policy(env.observation_space, env.action_space, (8,), "tanh")
-    sampler = Sampler(name, policy, horizon=horizon, seed=0, env_kwargs=kwargs)
-    ep = sampler.sample(policy.get_params(), tasks, episodes_per_task=2)
-    sampler.close()
-    lengths = []
-    for k in range(2):
-        for n in range(2):
-            mask = ep.mask[k, n]
-            length = int(mask.sum())
-            assert torch.equal(mask[:length], torch.ones(length)) and not mask[length:].any()
-            replay = make_family(name, **kwargs)
-            replay.unwrapped.set_task(tasks[k])
-            obs, _ = replay.reset(seed=0)
-            ended = None
-            for t in range(ep.rewards.shape[-1]):
-                assert np.array_equal(obs.astype(np.float32), ep.observations[k, n, t].numpy()), (k, n, t)
-                obs, reward, terminated, truncated, _ = replay.step(ep.actions[k, n, t].numpy())
-                assert np.float32(reward) == ep.rewards[k, n, t].item(), (k, n, t)
-                if terminated or truncated:
-                    ended = t
-                    break
-            assert length == (ended + 1 if ended is not None else horizon), (k, n, length, ended)
-            lengths.append(length)
+    horizon = 40
+    lengths = replay_matches_sampler(name, {}, horizon)
     assert min(lengths) < horizon  # some episode terminated early ...
     assert len(set(lengths)) > 1  # ... while the batch kept stepping others

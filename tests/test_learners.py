@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from metarl.adaptation import Adaptation, inner_step
 from metarl.config import TrainConfig, load_config
@@ -28,15 +29,6 @@ from metarl.trainer import Trainer
 from metarl.trpo import flatten
 
 DT = torch.float64
-TINY = [
-    "meta_batch_size=4",
-    "episodes_per_task=4",
-    "horizon=20",
-    "hidden_sizes=[16]",
-    "tensorboard=false",
-    "torch_threads=1",
-    "cg_iters=5",
-]
 
 
 # ---------------------------------------------------------------------------------------

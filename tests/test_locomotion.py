@@ -9,7 +9,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from gymnasium.envs.mujoco.ant_v5 import AntEnv  # noqa: E402
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
+from helpers import replay_matches_sampler  # noqa: E402
 
 import metarl  # noqa: E402,F401  (registers the families)
 from metarl.envs.mujoco.base import quiet_model_compiler  # noqa: E402
@@ -54,12 +55,7 @@ ANTS = [name for name in FAMILIES if name.startswith("Ant")]
 HALF_CHEETAH_PATH = str(Path(gym.envs.mujoco.__file__).parent / "assets" / "half_cheetah.xml")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name: str, **kwargs: Any) -> Any:
@@ -476,41 +472,6 @@ def test_sampler_runs_the_family_through_the_gymnasium_vector_fallback(
     # Each episode starts from its own noisy initial state.
     first = episodes.observations[:, :, 0].reshape(4, obs_dim)
     assert torch.unique(first, dim=0).shape[0] == 4
-
-
-def replay_matches_sampler(family: str, env_kwargs: dict[str, Any], horizon: int) -> list[int]:
-    """Sample with zero reset noise, replay every episode's actions in a fresh env, check that
-    observations, rewards and the end of the mask agree exactly. Returns the episode lengths."""
-    kwargs = {"reset_noise_scale": 0.0, **env_kwargs}
-    env = make_family(family, **kwargs)
-    seed_family(env, 0)
-    tasks = env.unwrapped.sample_tasks(2)
-    torch.manual_seed(0)
-    policy = make_policy(env.observation_space, env.action_space, (8,), "tanh")
-    sampler = Sampler(family, policy, horizon=horizon, seed=0, env_kwargs=kwargs)
-    ep = sampler.sample(policy.get_params(), tasks, episodes_per_task=2)
-    sampler.close()
-    t_total = ep.rewards.shape[-1]
-    lengths = []
-    for k in range(2):
-        for n in range(2):
-            mask = ep.mask[k, n]
-            length = int(mask.sum())
-            assert torch.equal(mask[:length], torch.ones(length)) and not mask[length:].any()  # 1...1 0...0
-            replay = make_family(family, **kwargs)
-            replay.unwrapped.set_task(tasks[k])
-            obs, _ = replay.reset(seed=0)
-            ended = None
-            for t in range(t_total):
-                assert np.array_equal(obs.astype(np.float32), ep.observations[k, n, t].numpy()), (k, n, t)
-                obs, reward, terminated, truncated, _ = replay.step(ep.actions[k, n, t].numpy())
-                assert np.float32(reward) == ep.rewards[k, n, t].item(), (k, n, t)
-                if terminated or truncated:
-                    ended = t
-                    break
-            assert length == (ended + 1 if ended is not None else horizon), (k, n, length, ended)
-            lengths.append(length)
-    return lengths
 
 
 def test_sampler_masks_ant_episodes_from_their_termination_on() -> None:

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,12 +35,7 @@ FALLS = ["AntVel", "AntGoal", "AntRandParams", "HopperRandParams", "Walker2dRand
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def family_and_tasks(name: str, k: int, seed: int = 0, **kwargs: Any) -> tuple[Any, list[Any]]:

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from helpers import TINY
 
 from metarl.config import load_config
 from metarl.evaluate import adaptation_returns
 from metarl.logger import TIMING_COLUMNS, read_csv
 from metarl.trainer import Trainer
-
-TINY = [
-    "meta_batch_size=4",
-    "episodes_per_task=4",
-    "horizon=20",
-    "hidden_sizes=[16]",
-    "tensorboard=false",
-    "torch_threads=1",
-    "cg_iters=5",
-]
 
 
 def _rows_without_timing(run_dir):
