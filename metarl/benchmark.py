@@ -49,6 +49,7 @@ from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
 from metarl.policies import Policy
 from metarl.reference_methods import TaskObservationEnv, sb3_to_metarl, train_ppo
+from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
@@ -393,55 +394,56 @@ def run_benchmark(
         else load_config(config, [*b.config_overrides, "tensorboard=false", "torch_threads=1", *overrides])
     )
     out = Path(out)
-    if (out / "benchmark.json").exists() or (out / "runs").exists():
-        raise FileExistsError(
-            f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
-    if jobs > 1 and len(seeds) > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
-            per_seed = list(
-                pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs)
+    with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
+        if (out / "benchmark.json").exists() or (out / "runs").exists():
+            raise FileExistsError(
+                f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
             )
-    else:
-        per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
-    summary = summarize(per_seed)
-    title = (
-        f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes "
-        f"({b.name} budget)"
-    )
-    report: dict[str, Any] = {
-        "family": cfg.family,
-        "budget": asdict(b),
-        "seeds": seeds,
-        "config": cfg.to_dict(),
-        "maml_runs": maml_runs,
-        "eval_task_seed": EVAL_TASK_SEED,
-        "summary": summary,
-        "claim_one_step": claim(summary),
-        "per_seed": per_seed,
-        "wall_seconds": time.perf_counter() - t0,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
-    }
-    (out / "benchmark.json").write_text(json.dumps(report, indent=1))
-    text = format_table(summary, title)
-    verdict: dict[str, Any] = claim(summary)
-    if verdict:
-        text += "\n" + "\n".join(
-            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
-            f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
-            for k, v in verdict.items()
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
+        if jobs > 1 and len(seeds) > 1:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+                per_seed = list(
+                    pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs)
+                )
+        else:
+            per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
+        summary = summarize(per_seed)
+        title = (
+            f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes "
+            f"({b.name} budget)"
         )
-        text += "\n"
-    text += "\n" + describe_budget(per_seed, b) + "\n"
-    text += "\n" + per_seed_means(per_seed, step=1) + "\n"
-    text += (
-        "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): "
-        + ", ".join(f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS)
-        + "\n"
-    )
-    (out / "benchmark.md").write_text(text)
-    plot_benchmark(summary, per_seed, out, cfg.family)
-    return report
+        report: dict[str, Any] = {
+            "family": cfg.family,
+            "budget": asdict(b),
+            "seeds": seeds,
+            "config": cfg.to_dict(),
+            "maml_runs": maml_runs,
+            "eval_task_seed": EVAL_TASK_SEED,
+            "summary": summary,
+            "claim_one_step": claim(summary),
+            "per_seed": per_seed,
+            "wall_seconds": time.perf_counter() - t0,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        }
+        (out / "benchmark.json").write_text(json.dumps(report, indent=1))
+        text = format_table(summary, title)
+        verdict: dict[str, Any] = claim(summary)
+        if verdict:
+            text += "\n" + "\n".join(
+                f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
+                f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
+                for k, v in verdict.items()
+            )
+            text += "\n"
+        text += "\n" + describe_budget(per_seed, b) + "\n"
+        text += "\n" + per_seed_means(per_seed, step=1) + "\n"
+        text += (
+            "\nStep sizes (MAML: its meta-training step; baselines: best one-step return on training tasks): "
+            + ", ".join(f"{m} " + "/".join(f"{s['step_sizes'][m]:g}" for s in per_seed) for m in METHODS)
+            + "\n"
+        )
+        (out / "benchmark.md").write_text(text)
+        plot_benchmark(summary, per_seed, out, cfg.family)
+        return report

@@ -24,6 +24,10 @@ class RunExistsError(MetarlError, FileExistsError):
     """A new run would overwrite the logs and checkpoints of an existing one."""
 
 
+class RunLockedError(MetarlError, RuntimeError):
+    """Another process is writing to the run directory (``metarl.run_lock``)."""
+
+
 class TaskAPIError(MetarlError, TypeError):
     """An environment does not implement the task-family API."""
 

@@ -26,6 +26,7 @@ from metarl.families import make_family
 from metarl.learners import make_learner
 from metarl.logger import IterationRow, RunLogger
 from metarl.plots import plot_learning_curve
+from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
 from metarl.sampler import Sampler
 from metarl.task_api import seed_family
@@ -193,7 +194,16 @@ class Trainer:
 
         Logs and checkpoints are written as the run goes, so an exception (an env that
         raises, a NaN batch, Ctrl-C) leaves the last checkpoint and every logged row intact.
+        The run directory is locked meanwhile (``metarl.run_lock``).
+
+        Raises:
+            RunLockedError: Another process is writing to the run directory.
+            RunExistsError: A new run would overwrite an existing one.
         """
+        with RunLock(self.run_dir, "training"):
+            return self._train()
+
+    def _train(self) -> list[dict[str, Any]]:
         if self.iteration == 0 and (
             (self.run_dir / "progress.csv").exists() or (self.run_dir / "checkpoints").exists()
         ):

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "stats",
             "logger",
             "checkpoint",
+            "run_lock",
         ),
     ),
     ("task families", ("envs",)),
@@ -203,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"circles (module-level and deferred imports together): {len(found)}")
     for c in found:
         print("  " + " <-> ".join(c))
-    up = upward(both)
+    try:
+        up = upward(both)
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
     print(f"imports that point up a layer: {len(up)}")
     for a, b in up:
         print(f"  {a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})")

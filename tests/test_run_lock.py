@@ -1,0 +1,100 @@
+"""A run directory is locked while a process writes to it (metarl/run_lock.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY
+
+from metarl.cli import main
+from metarl.config import load_config
+from metarl.errors import RunLockedError
+from metarl.logger import read_csv
+from metarl.run_lock import RunLock
+from metarl.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def test_a_second_writer_is_refused_and_the_lock_is_released_after(tmp_path) -> None:
+    run = tmp_path / "run"
+    with RunLock(run, "training"):
+        with pytest.raises(RunLockedError, match=r"is in use by another metarl process \(pid \d+, training since"):
+            Trainer(load_config("2d-navigation", TINY + ["num_iterations=1"]), run, progress=False).train()
+        assert not (run / "progress.csv").exists()
+    Trainer(load_config("2d-navigation", TINY + ["num_iterations=1"]), run, progress=False).train()  # free again
+    assert len(read_csv(run / "progress.csv")) == 1
+
+
+def test_a_resume_while_the_run_is_written_is_one_error_line_and_changes_nothing(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    Trainer(load_config("2d-navigation", TINY + ["num_iterations=2"]), run, progress=False).train()
+    before = snapshot(run)
+    with RunLock(run, "training"):
+        code = main(["train", "--resume", str(run), "--iterations", "4", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        code == 2 and len(err) == 1 and err[0].startswith("error: ") and "is in use by another metarl process" in err[0]
+    )
+    assert snapshot(run) == before
+
+
+def test_a_benchmark_folder_in_use_is_refused(tmp_path) -> None:
+    from metarl.benchmark import run_benchmark
+
+    with RunLock(tmp_path / "bench", "benchmark"):
+        with pytest.raises(RunLockedError, match="benchmark since"):
+            run_benchmark("2d-navigation", "smoke", out=tmp_path / "bench")
+
+
+def test_the_lock_of_a_killed_run_is_gone_and_a_concurrent_resume_was_refused(tmp_path, capsys) -> None:
+    """A real second process: `metarl train` holds the lock; a resume meanwhile is refused;
+    after kill -9 (no clean-up) the run resumes."""
+    run = tmp_path / "run"
+    args = [
+        "--config",
+        "2d-navigation",
+        "--set",
+        *TINY,
+        "num_iterations=100000",
+        "checkpoint_every=1",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metarl.cli", "train", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "progress.csv").exists() and len(read_csv(run / "progress.csv")) >= 2):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the training did not start"
+            time.sleep(0.2)
+        assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = len(read_csv(run / "progress.csv"))
+    assert main(["train", "--resume", str(run), "--iterations", str(done + 1), "--no-progress"]) == 0
+    rows = read_csv(run / "progress.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))  # no duplicated iteration
