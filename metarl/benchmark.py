@@ -393,8 +393,15 @@ def run_benchmark(
         if isinstance(config, TrainConfig)
         else load_config(config, [*b.config_overrides, "tensorboard=false", "torch_threads=1", *overrides])
     )
+    for run in maml_runs or []:  # fail before anything is written
+        load_checkpoint(Path(run) / "checkpoints" / "last.pt")
     out = Path(out)
     with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
+        if (out / "progress.csv").exists() or (out / "checkpoints").exists():
+            raise FileExistsError(
+                f"{out} holds a training run; a benchmark writes its own folder: pick another --out "
+                "(pass the run with --maml-runs to evaluate it)."
+            )
         if (out / "benchmark.json").exists() or (out / "runs").exists():
             raise FileExistsError(
                 f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="override config values, e.g. --set num_iterations=50 seed=1",
@@ -74,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", type=_count(1), default=400, help="held-out tasks (default 400)")
     ev.add_argument("--episodes", type=_count(1), help="episodes per task and step (default: the run's)")
     ev.add_argument("--steps", type=_count(0), default=3, help="largest number of adaptation steps (default 3)")
-    ev.add_argument("--seed", type=int, help="task seed (default: derived from the run's seed, disjoint from training)")
+    ev.add_argument(
+        "--seed", type=_count(0), help="task seed (default: derived from the run's seed, disjoint from training)"
+    )
     ev.add_argument("--checkpoint", help="checkpoint file (default: RUN_DIR/checkpoints/last.pt)")
 
     bench = sub.add_parser("benchmark", help="MAML vs pretrained / oracle / random on held-out tasks, over seeds")
@@ -87,11 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         default="smoke",
         help="smoke: CI-sized (< 1 min); full: the published protocol",
     )
-    bench.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
+    bench.add_argument("--seeds", type=_count(0), nargs="+", default=[0], help="training seeds (default 0)")
     bench.add_argument(
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="config overrides, e.g. family=mymodule:MyFamily horizon=50",
@@ -110,12 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--kwargs",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="constructor arguments (YAML values), e.g. --kwargs goal_scale=3.0",
     )
     check.add_argument(
-        "--seed", type=int, default=0, help="seed of the checks' task sampling, resets and actions (default 0)"
+        "--seed", type=_count(0), default=0, help="seed of the checks' task sampling, resets and actions (default 0)"
     )
 
     sub.add_parser("configs", help="list the packaged configs")
@@ -131,6 +136,11 @@ def _train(args: argparse.Namespace) -> None:
         trainer = Trainer.resume(args.resume, progress=not args.no_progress, num_iterations=args.iterations)
         print(f"Resuming {args.resume} at iteration {trainer.iteration} of {trainer.config.num_iterations}")
     else:
+        if args.iterations is not None:
+            raise ConfigError(
+                "--iterations raises the budget of a resumed run (with --resume RUN_DIR); "
+                "for a new run use --set num_iterations=N."
+            )
         config = load_config(args.config, [*args.overrides, *([f"learner={args.learner}"] if args.learner else [])])
         name = Path(args.config).stem if args.config else "default"
         run_dir = args.run_dir or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -198,7 +208,7 @@ def _check_env(args: argparse.Namespace) -> int:
         try:
             kwargs[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as e:
-            raise ConfigError(f"--kwargs {item!r}: the value is not valid YAML ({e}).") from e
+            raise ConfigError(f"--kwargs {item!r}: the value is not valid YAML ({' '.join(str(e).split())}).") from e
     results = check_family(args.target, kwargs, seed=args.seed)
     print(format_results(results))
     return 1 if any(r.failed for r in results) else 0

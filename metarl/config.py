@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -103,7 +104,17 @@ class TrainConfig:
     """Write TensorBoard events (needs the ``tensorboard`` extra)."""
 
     def validate(self) -> TrainConfig:
-        """Check every value; raise ``ConfigError`` naming the key and what to do."""
+        """Check every value; raise ``ConfigError`` naming the key and what to do.
+
+        Types first (a config built in Python, or mutated after loading, is checked like
+        a YAML one: ``gamma=True`` or ``fast_lr="abc"`` is an error, not a crash later),
+        then each field's range, and every float must be finite.
+        """
+        _check_types(self)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}.")
+        if not self.family.strip():
+            raise ConfigError("family must name a task family (Navigation2D, or package.module:ClassName), got ''.")
         positive_ints = (
             "num_iterations",
             "meta_batch_size",
@@ -150,6 +161,15 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.torch_threads < 0:
             raise ConfigError(f"torch_threads must be >= 0 (0 = automatic), got {self.torch_threads!r}.")
+        for f in dataclasses.fields(self):  # after the ranges, whose messages say more (NaN fails them)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value!r}.")
+        if self.torch_threads > MAX_TORCH_THREADS:
+            raise ConfigError(
+                f"torch_threads must be at most {MAX_TORCH_THREADS} (0 = automatic: one per core, at most 4), "
+                f"got {self.torch_threads}."
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +179,41 @@ class TrainConfig:
     def save(self, path: str | Path) -> None:
         """Write the config as YAML."""
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+MAX_TORCH_THREADS = 1024
+"""Above this ``torch_threads`` is refused: torch aborts far above it (the machine a run is
+resumed or evaluated on may have other cores, so the bound is not this machine's count)."""
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the field type ``hint`` (ints count as floats; floats must be finite)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return True
+
+
+def _check_types(config: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(f"{f.name} must be of type {f.type}, got {value!r}.")
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
@@ -192,7 +247,9 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
                 raise ValueError(value)
             return float(value)
         if hint is str:
-            return str(value)
+            if not isinstance(value, str):
+                raise ValueError(value)  # family=123 is a typo, not the family "123"
+            return value
         if origin is list:
             if isinstance(value, str):
                 value = yaml.safe_load(value)
@@ -247,15 +304,25 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
                     f"No config file {str(name_or_path)!r}; packaged configs: {', '.join(packaged_configs())}."
                 )
             path = packaged
+        if not path.is_file():
+            raise ConfigError(f"--config {path} is a directory, not a YAML file; name a .yaml file or packaged config.")
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not a text file ({e.reason}); a config is YAML, key: value lines.") from e
+        except OSError as e:
+            raise ConfigError(f"Cannot read the config {path}: {e.strerror or e}.") from e
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}.")
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"Overrides take the form key=value, got {item!r}.")
         key, value = item.split("=", 1)
-        data[key.strip()] = yaml.safe_load(value)
+        try:
+            data[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = str(e).splitlines()[0]
+            raise ConfigError(f"The override {item!r} is not valid YAML ({problem}); quote it in the shell.") from e
     return config_from_dict(data)

@@ -21,7 +21,7 @@ import torch
 from metarl.callbacks import Callback, CheckpointEvery, ProgressBar, RowFunction, as_callbacks
 from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
-from metarl.errors import CheckpointError, RunExistsError, TrainingDivergedError
+from metarl.errors import CheckpointError, ConfigError, RunExistsError, TrainingDivergedError
 from metarl.families import make_family
 from metarl.learners import make_learner
 from metarl.logger import IterationRow, RunLogger
@@ -134,6 +134,12 @@ class Trainer:
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         config = config_from_dict(state["config"])
         if num_iterations is not None:
+            done = int(state["iteration"])
+            if num_iterations <= done:
+                raise ConfigError(
+                    f"{run_dir} is at iteration {done}; --iterations {num_iterations} would not train at all: "
+                    f"give a budget above {done} (the saved one is {config.num_iterations})."
+                )
             config.num_iterations = num_iterations
             config.validate()
         trainer = cls(config, run_dir, progress)
