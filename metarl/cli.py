@@ -149,6 +149,7 @@ def _train(args: argparse.Namespace) -> None:
             f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} "
             f"(device {trainer.device}, {trainer.threads} torch threads)"
         )
+    args.training_run_dir = trainer.run_dir  # for the Ctrl-C message
     trainer.train()
     rows = read_csv(trainer.run_dir / "progress.csv")
     if rows:
@@ -232,10 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: the last checkpoint and the logs are intact; continue with `metarl train --resume RUN_DIR`.",
-            file=sys.stderr,
-        )
+        run_dir = getattr(args, "training_run_dir", None)
+        hint = f"; continue with `metarl train --resume {run_dir}`" if run_dir is not None else ""
+        print(f"interrupted: the last checkpoint and the logs are intact{hint}.", file=sys.stderr)
         return 130
     return 0
 

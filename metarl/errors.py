@@ -24,6 +24,10 @@ class RunExistsError(MetarlError, FileExistsError):
     """A new run would overwrite the logs and checkpoints of an existing one."""
 
 
+class RunDirError(MetarlError, OSError):
+    """The run directory cannot be written (a file in its place, no permission, read-only, disk full)."""
+
+
 class RunLockedError(MetarlError, RuntimeError):
     """Another process is writing to the run directory (``metarl.run_lock``)."""
 

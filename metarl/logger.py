@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -52,6 +53,75 @@ TIMING_COLUMNS = (
     "line_search_seconds",
     "env_steps_per_second",
 )
+
+
+def repair_log(path: str | Path, last_iteration: int) -> list[str]:
+    """Make ``progress.csv`` hold exactly the well-formed rows of iterations ``1..last_iteration``.
+
+    Used on resume, before training continues from a checkpoint at ``last_iteration``.
+    Rows past the checkpoint (written after it, before a crash) are dropped silently, as
+    they will be computed again. A row that is cut off, holds NUL bytes or a non-number, or
+    repeats an iteration is dropped with a note; iterations that no well-formed row holds are
+    noted too. When anything is noted the original file is kept as
+    ``progress.csv.damaged-<time>`` (nothing a user saved is lost).
+
+    Returns:
+        One line per problem found; ``[]`` for a healthy log.
+    """
+    path = Path(path)
+    if not path.exists():
+        return (
+            [f"{path.name} is missing; the log restarts at iteration {last_iteration + 1}."] if last_iteration else []
+        )
+    raw = path.read_bytes()
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    notes: list[str] = []
+    rows: list[dict[str, str]] = []
+    header = next(csv.reader([lines[0]])) if lines else []
+    if header != COLUMNS:
+        notes.append(f"{path.name} has no valid header line")
+        header = COLUMNS
+        body = enumerate(lines, start=1)
+    else:
+        body = enumerate(lines[1:], start=2)
+    seen: set[int] = set()
+    for number, line in body:
+        if "\x00" in line:
+            notes.append(f"line {number} holds NUL bytes")
+            continue
+        values = next(csv.reader([line]), [])
+        if len(values) != len(header):
+            notes.append(f"line {number} has {len(values)} fields instead of {len(header)} (cut off?)")
+            continue
+        row = dict(zip(header, values))
+        try:
+            iteration = int(row["iteration"])
+            for column in COLUMNS:
+                float(row[column])
+        except ValueError:
+            notes.append(f"line {number} holds a value that is not a number")
+            continue
+        if iteration > last_iteration:
+            continue
+        if iteration in seen:
+            notes.append(f"line {number} repeats iteration {iteration}")
+            continue
+        seen.add(iteration)
+        rows.append(row)
+    missing = [i for i in range(1, last_iteration + 1) if i not in seen]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        notes.append(f"no well-formed row of iteration {shown}")
+    if notes:
+        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup.write_bytes(raw)
+        rows.sort(key=lambda r: int(r["iteration"]))
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        notes.append(f"the original is kept as {backup.name}")
+    return notes
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

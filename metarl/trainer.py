@@ -11,20 +11,24 @@ A run directory holds::
 
 from __future__ import annotations
 
+import errno
 import math
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import yaml
 
 from metarl.callbacks import Callback, CheckpointEvery, ProgressBar, RowFunction, as_callbacks
 from metarl.checkpoint import capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
-from metarl.errors import CheckpointError, ConfigError, RunExistsError, TrainingDivergedError
+from metarl.errors import CheckpointError, ConfigError, MetarlError, RunDirError, RunExistsError, TrainingDivergedError
 from metarl.families import make_family
 from metarl.learners import make_learner
-from metarl.logger import IterationRow, RunLogger
+from metarl.logger import IterationRow, RunLogger, repair_log
 from metarl.plots import plot_learning_curve
 from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
@@ -71,12 +75,17 @@ class Trainer:
         self.learner = make_learner(config, self.policy, self.device)
         self.iteration = 0
         self.total_env_steps = 0
+        self.run_id: str | None = None
+        """Identifies the run in its checkpoints and in ``run_dir/run_id`` (set when training starts)."""
+        self.log_notes: list[str] = []
+        """What resuming found wrong with ``progress.csv`` and repaired (``logger.repair_log``)."""
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run exactly."""
         return {
             "iteration": self.iteration,
+            "run_id": self.run_id,
             "total_env_steps": self.total_env_steps,
             "config": self.config.to_dict(),
             "policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
@@ -95,6 +104,7 @@ class Trainer:
         try:
             self.policy.load_state_dict(state["policy"])
             self.iteration = int(state["iteration"])
+            self.run_id = state.get("run_id") or self.run_id
             self.total_env_steps = int(state.get("total_env_steps", 0))
             self.learner.load_state_dict(state.get("learner", {}))
             rng = state["rng"]
@@ -124,7 +134,9 @@ class Trainer:
             num_iterations: Raise the iteration budget (default: the saved config's).
 
         Raises:
-            CheckpointError: No run there, or its checkpoint is missing or corrupt.
+            CheckpointError: No run there, its checkpoint is missing, corrupt or another run's,
+                or ``config.yaml`` was edited since.
+            ConfigError: ``num_iterations`` is not above the run's iteration.
         """
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
@@ -133,6 +145,8 @@ class Trainer:
             )
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         config = config_from_dict(state["config"])
+        _check_run_id(run_dir, state)
+        _check_saved_config(run_dir, config)
         if num_iterations is not None:
             done = int(state["iteration"])
             if num_iterations <= done:
@@ -206,8 +220,18 @@ class Trainer:
             RunLockedError: Another process is writing to the run directory.
             RunExistsError: A new run would overwrite an existing one.
         """
-        with RunLock(self.run_dir, "training"):
-            return self._train()
+        try:
+            with RunLock(self.run_dir, "training"):
+                return self._train()
+        except OSError as e:
+            if isinstance(e, MetarlError) or not (e.filename or e.errno in _FILE_SYSTEM_ERRNOS):
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise RunDirError(
+                f"Cannot write the run directory {self.run_dir}: {e.strerror or e}{where}. Every logged row and the "
+                f"last checkpoint are intact; pick a writable --run-dir, or free space and continue with "
+                f"`metarl train --resume {self.run_dir}`."
+            ) from e
 
     def _train(self) -> list[dict[str, Any]]:
         if self.iteration == 0 and (
@@ -219,6 +243,14 @@ class Trainer:
                 "folder."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.iteration == 0:
+            self.run_id = uuid.uuid4().hex
+        else:
+            self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration)
+            for note in self.log_notes:
+                print(f"note: repaired {self.run_dir / 'progress.csv'}: {note}", file=sys.stderr)
+            self.run_id = self.run_id or uuid.uuid4().hex  # a run from before run ids
+        (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n")
         self.config.save(self.run_dir / "config.yaml")
         logger = RunLogger(
             self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None
@@ -252,6 +284,43 @@ class Trainer:
             logger.close()
         plot_learning_curve(self.run_dir)
         return rows
+
+
+RUN_ID_FILE = "run_id"
+_FILE_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+
+
+def _check_run_id(run_dir: Path, state: dict[str, Any]) -> None:
+    """Refuse a checkpoint written by another run (one copied into this directory)."""
+    saved = state.get("run_id")
+    path = run_dir / RUN_ID_FILE
+    mine = path.read_text().strip() if path.is_file() else None
+    if saved and mine and saved != mine:
+        raise CheckpointError(
+            f"{run_dir}/checkpoints/last.pt belongs to another run (run id {saved}; this directory's is {mine}): "
+            "resuming it would replace this run's log. Put back this run's checkpoint, or resume the other run "
+            "in its own directory."
+        )
+
+
+def _check_saved_config(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume when ``config.yaml`` no longer matches the checkpoint's config (it was edited)."""
+    try:
+        on_disk = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"{run_dir}/config.yaml is not a valid config any more ({' '.join(str(e).split())}); a resumed run "
+            "continues with its checkpoint's config: restore the file, or delete it to have it rewritten."
+        ) from e
+    mine, theirs = on_disk.to_dict(), config.to_dict()
+    changed = [k for k in mine if k != "num_iterations" and mine[k] != theirs[k]]
+    if changed:
+        diff = ", ".join(f"{k} ({mine[k]!r} in the file, {theirs[k]!r} in the checkpoint)" for k in changed)
+        raise CheckpointError(
+            f"{run_dir}/config.yaml was edited since the checkpoint: {diff}. A resumed run continues with its "
+            "checkpoint's config (use --iterations to raise the budget): restore the file, or start a new run "
+            "with the new settings."
+        )
 
 
 def train(

@@ -8,6 +8,7 @@ and that an existing run's files are byte-for-byte unchanged and no new run dire
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from helpers import TINY
 
 from metarl.cli import main
 from metarl.config import load_config
+from metarl.logger import read_csv
 from metarl.trainer import Trainer
 
 NEW = "{tmp}/new-run"  # a run directory that must not be created
@@ -223,3 +225,124 @@ def test_repeated_set_options_accumulate(tmp_path, capsys) -> None:
 
 def test_the_suite_is_large_enough() -> None:
     assert len(CONFIG_VALUES) + len(LEARNER_VALUES) + len(CLI_CASES) >= 100
+
+
+# ---------------------------------------------------------------------------------------
+# Resume checks what it trusts; the file system's errors are one line too.
+
+
+def fresh_run(tmp_path: Path, name: str = "run", iterations: int = 4, seed: int = 0) -> Path:
+    run = tmp_path / name
+    cfg = load_config("2d-navigation", TINY + [f"num_iterations={iterations}", "checkpoint_every=2", f"seed={seed}"])
+    Trainer(cfg, run, progress=False).train()
+    return run
+
+
+def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (code, err)
+    return err[0]
+
+
+def test_resume_refuses_an_edited_config(tmp_path, capsys) -> None:
+    run = fresh_run(tmp_path)
+    path = run / "config.yaml"
+    path.write_text(path.read_text().replace("max_kl: 0.01", "max_kl: 0.05"))
+    before = snapshot(run)
+    line = cli_error(["train", "--resume", str(run), "--iterations", "6", "--no-progress"], capsys)
+    assert "config.yaml was edited since the checkpoint: max_kl (0.05 in the file, 0.01 in the checkpoint)" in line
+    assert snapshot(run) == before
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path, capsys) -> None:
+    run, other = fresh_run(tmp_path, "run"), fresh_run(tmp_path, "other", seed=1)
+    (run / "checkpoints" / "last.pt").write_bytes((other / "checkpoints" / "last.pt").read_bytes())
+    rows = (run / "progress.csv").read_bytes()
+    line = cli_error(["train", "--resume", str(run), "--iterations", "6", "--no-progress"], capsys)
+    assert "belongs to another run" in line
+    assert (run / "progress.csv").read_bytes() == rows
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["cut mid-row", "cut inside a number", "garbage line", "NUL line", "repeated row"],
+)
+def test_resume_repairs_a_damaged_log_and_keeps_the_original(tmp_path, capsys, damage: str) -> None:
+    run = fresh_run(tmp_path, iterations=4)  # checkpoint at 4; log rows 1..4
+    path = run / "progress.csv"
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    damaged = {
+        "cut mid-row": text[: len(text) - len(lines[-1]) // 2],
+        "cut inside a number": "".join(lines[:3]) + lines[3][:9] + "\n" + lines[4],
+        "garbage line": "".join(lines[:3]) + "%%% not a row %%%\n" + "".join(lines[3:]),
+        "NUL line": "".join(lines[:2]) + "\x00\x00\x00\n" + "".join(lines[2:]),
+        "repeated row": "".join(lines) + lines[2],
+    }[damage]
+    path.write_text(damaged)
+    assert main(["train", "--resume", str(run), "--iterations", "5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note: repaired" in err
+    rows = read_csv(path)
+    iterations = [int(r["iteration"]) for r in rows]
+    if damage == "cut mid-row":  # the last row is lost for good: said, not invented
+        assert iterations == [1, 2, 3, 5] and "no well-formed row of iteration 4" in err
+    elif damage == "cut inside a number":  # row 3 lost its end; rows 1, 2, 4 are kept in order
+        assert iterations == [1, 2, 4, 5] and "no well-formed row of iteration 3" in err
+    else:
+        assert iterations == [1, 2, 3, 4, 5]
+    backups = list(run.glob("progress.csv.damaged-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == damaged.encode()
+
+
+def test_a_healthy_log_is_left_alone_on_resume(tmp_path, capsys) -> None:
+    run = fresh_run(tmp_path, iterations=2)
+    assert main(["train", "--resume", str(run), "--iterations", "3", "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().err and not list(run.glob("progress.csv.damaged-*"))
+
+
+def test_a_run_dir_that_is_a_file_or_under_one_is_one_error_line(tmp_path, capsys) -> None:
+    (tmp_path / "a-file").write_text("x\n")
+    for target in (tmp_path / "a-file", tmp_path / "a-file" / "run"):
+        argv = ["train", "--config", "2d-navigation", "--no-progress", "--run-dir", str(target), "--set", *TINY]
+        line = cli_error(argv, capsys)
+        assert f"Cannot write the run directory {target}" in line
+    assert (tmp_path / "a-file").read_text() == "x\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_run_dir_is_one_error_line(tmp_path, capsys) -> None:  # pragma: no cover - CI runs as root
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        argv = ["train", "--config", "2d-navigation", "--no-progress", "--run-dir", str(folder / "run"), "--set", *TINY]
+        assert "Cannot write the run directory" in cli_error(argv, capsys)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_full_disk_mid_run_is_one_error_line_and_the_run_resumes(tmp_path, capsys, monkeypatch) -> None:
+    """ENOSPC from the checkpoint writer at iteration 4 (simulated: mounting a small tmpfs needs
+    privileges CI does not have): one line, the rows and the checkpoint of iteration 2 intact."""
+    import errno
+
+    import metarl.trainer as trainer_module
+
+    real = trainer_module.save_checkpoint
+
+    def fill_up(path, state):
+        if state["iteration"] >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", fill_up)
+    run = tmp_path / "run"
+    argv = ["train", "--config", "2d-navigation", "--no-progress", "--run-dir", str(run), "--set", *TINY]
+    line = cli_error([*argv, "num_iterations=6", "checkpoint_every=2"], capsys)
+    assert "No space left on device" in line and f"metarl train --resume {run}" in line
+    assert [int(r["iteration"]) for r in read_csv(run / "progress.csv")] == [1, 2, 3, 4]
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert [int(r["iteration"]) for r in read_csv(run / "progress.csv")] == [1, 2, 3, 4, 5, 6]
