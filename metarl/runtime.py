@@ -45,3 +45,57 @@ def build_policy(config: TrainConfig, env: Any) -> Policy:
     return make_policy(
         env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_memory(config: TrainConfig, env: Any) -> int:
+    """A rough upper estimate, in bytes, of one meta-iteration's peak memory.
+
+    Episodes of every phase (``meta_batch_size x episodes_per_task x horizon`` steps of
+    observation, action, reward, mask) with the learner's processed copies, the policy's
+    activations on all of them through a second-order graph, and the parameters stacked per
+    task along the adaptation. It errs high on purpose (0.25 GiB for the packaged 2D
+    navigation config, 0.8 GiB for Ant's): it is there to refuse, before anything is
+    allocated, a config that cannot fit, not to size a machine.
+    """
+    obs = int(np.prod(env.observation_space.shape or (1,))) if env.observation_space.shape else 1
+    act = int(np.prod(env.action_space.shape)) if env.action_space.shape else int(getattr(env.action_space, "n", 1))
+    horizon = config.horizon or getattr(env.spec, "max_episode_steps", None) or 1000
+    steps = config.meta_batch_size * config.episodes_per_task * horizon
+    phases = config.num_steps + 1
+    dims = [obs, *config.hidden_sizes, act]
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:])) + act
+    episodes = steps * (obs + act + 3) * 4 * phases * 4
+    activations = steps * (sum(config.hidden_sizes) + act) * 4 * phases * 6
+    stacked = params * config.meta_batch_size * 4 * (config.num_steps + 3) * 4
+    return int(episodes + activations + stacked)
+
+
+def check_memory(config: TrainConfig, env: Any) -> None:
+    """Refuse a config whose meta-iteration cannot fit in this machine's memory.
+
+    Raises:
+        ConfigError: The estimate exceeds the available memory, with both figures.
+    """
+    need, have = estimate_memory(config, env), available_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"This config needs about {need / 2**30:.1f} GiB per meta-iteration (meta_batch_size "
+            f"{config.meta_batch_size} x episodes_per_task {config.episodes_per_task} x horizon {config.horizon} "
+            f"steps, hidden_sizes {config.hidden_sizes}); this machine has {have / 2**30:.1f} GiB available. "
+            "Lower meta_batch_size, episodes_per_task, horizon or hidden_sizes."
+        )

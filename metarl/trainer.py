@@ -31,7 +31,7 @@ from metarl.learners import make_learner
 from metarl.logger import IterationRow, RunLogger, repair_log
 from metarl.plots import plot_learning_curve
 from metarl.run_lock import RunLock
-from metarl.runtime import build_policy, configure_threads, resolve_device, seed_streams
+from metarl.runtime import build_policy, check_memory, configure_threads, resolve_device, seed_streams
 from metarl.sampler import Sampler
 from metarl.task_api import seed_family
 
@@ -68,6 +68,7 @@ class Trainer:
         seeds = seed_streams(config.seed)
         self.family = make_family(config.family, **config.env_kwargs)
         seed_family(self.family, seeds["tasks"])
+        check_memory(config, self.family)
         torch.manual_seed(seeds["init"])
         self.policy = build_policy(config, self.family).to(self.device)
         self.sampler_policy = build_policy(config, self.family)  # CPU twin used only for its functions
