@@ -427,6 +427,7 @@ def run_benchmark(
             "seeds": seeds,
             "config": cfg.to_dict(),
             "maml_runs": maml_runs,
+            "maml_iterations": maml_iterations(per_seed),  # what each seed's MAML ran (config: what --config says)
             "eval_task_seed": EVAL_TASK_SEED,
             "summary": summary,
             "claim_one_step": claim(summary),

@@ -17,7 +17,7 @@ import yaml
 
 from metarl.benchmark import run_benchmark
 from metarl.check_env import check_family, format_results
-from metarl.config import load_config, packaged_configs
+from metarl.config import config_text, load_config, packaged_configs
 from metarl.errors import ConfigError, MetarlError
 from metarl.evaluate import StepResult, evaluate_run, format_table
 from metarl.learners import LEARNERS
@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=_count(0), default=0, help="seed of the checks' task sampling, resets and actions (default 0)"
     )
 
-    sub.add_parser("configs", help="list the packaged configs")
+    configs = sub.add_parser("configs", help="list the packaged configs, or show one")
+    configs.add_argument("name", nargs="?", help="a packaged config to print (its YAML)")
     return parser
 
 
@@ -228,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "benchmark":
             _benchmark(args)
         elif args.command == "configs":
-            print("\n".join(packaged_configs()))
+            if args.name is None:
+                print("\n".join(packaged_configs()))
+            else:
+                print(config_text(args.name), end="")
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

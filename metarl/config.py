@@ -288,6 +288,20 @@ def packaged_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+def config_text(name: str) -> str:
+    """The YAML text of a packaged config (comments included).
+
+    Raises:
+        ConfigError: No packaged config of that name, with a did-you-mean.
+    """
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, packaged_configs(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"No packaged config {name!r}.{hint} Packaged configs: {', '.join(packaged_configs())}.")
+    return path.read_text()
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Load a packaged config by name or a YAML file by path, apply ``key=value`` overrides, validate.
 

@@ -27,7 +27,7 @@ def pyplot() -> Any:
     return plt
 
 
-def plot_learning_curve(run_dir: str | Path) -> Path | None:
+def plot_learning_curve(run_dir: str | Path, title: str | None = None) -> Path | None:
     """Plot pre- and post-adaptation return per iteration to ``learning_curve.png``.
 
     Returns ``None`` (and writes nothing) without the ``plot`` extra.
@@ -44,6 +44,7 @@ def plot_learning_curve(run_dir: str | Path) -> Path | None:
     ax.plot(it, [float(r["post_return"]) for r in rows], label="after adaptation")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("mean return")
+    ax.set_title(title or f"{Path(run_dir).name}: meta-training")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

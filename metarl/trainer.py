@@ -283,7 +283,7 @@ class Trainer:
             for callback in callbacks:
                 callback.close()
             logger.close()
-        plot_learning_curve(self.run_dir)
+        plot_learning_curve(self.run_dir, f"{self.config.family} ({self.config.learner}), {self.run_dir.name}")
         return rows
 
 

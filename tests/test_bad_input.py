@@ -172,7 +172,8 @@ CLI_CASES = [
     (["check-env", "Navigation2D", "--kwargs", "noequals"], "KEY=VALUE"),
     (["check-env", "Navigation2D", "--kwargs", "a={"], "not valid YAML"),
     (["check-env", "Navigation2D", "--seed", "-1"], "must be >= 0"),
-    (["configs", "extra"], "unrecognized arguments"),
+    (["configs", "nope"], "No packaged config 'nope'"),
+    (["configs", "2d-navigation", "extra"], "unrecognized arguments"),
     (["nosuchcommand"], "invalid choice"),
     ([], "required"),
 ]

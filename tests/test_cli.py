@@ -278,3 +278,9 @@ def test_env_crash_mid_training_keeps_logs_and_checkpoint(tmp_path: Path, capsys
     assert state["total_env_steps"] == 2 * STEPS_PER_ITERATION
     assert load_checkpoint(run_dir / "checkpoints" / "iter_000002.pt")["iteration"] == 2
     assert not any(p.name.startswith(".tmp-") for p in (run_dir / "checkpoints").iterdir())
+
+
+def test_configs_command_prints_one_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["configs", "2d-navigation"]) == 0
+    text = capsys.readouterr().out
+    assert "family: Navigation2D" in text and "num_iterations: 500" in text

@@ -98,3 +98,47 @@ def test_the_lock_of_a_killed_run_is_gone_and_a_concurrent_resume_was_refused(tm
     assert main(["train", "--resume", str(run), "--iterations", str(done + 1), "--no-progress"]) == 0
     rows = read_csv(run / "progress.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))  # no duplicated iteration
+
+
+def test_kill_9_at_random_points_then_resume_is_bit_identical(tmp_path) -> None:
+    """Kill a training process twice at random rows, resume each time: the final policy and the
+    CSV equal an uninterrupted run's (the checkpoint carries every RNG)."""
+    import random
+
+    import torch
+
+    from metarl.logger import TIMING_COLUMNS
+
+    overrides = [*TINY, "meta_batch_size=8", "episodes_per_task=8", "horizon=50", "num_iterations=30"]
+    overrides += ["checkpoint_every=1", "seed=11"]
+    Trainer(load_config("2d-navigation", overrides), tmp_path / "whole", progress=False).train()
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    base = [sys.executable, "-m", "metarl.cli", "train", "--no-progress"]
+    first = [*base, "--config", "2d-navigation", "--set", *overrides, "--run-dir", str(run)]
+    kills = 0
+    for argv in (first, [*base, "--resume", str(run)]):
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = len(read_csv(run / "progress.csv")) if (run / "progress.csv").exists() else 0
+        target = done + rng.randint(2, 6)  # well before iteration 30
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not (
+            (run / "progress.csv").exists() and len(read_csv(run / "progress.csv")) >= target
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        if proc.poll() is None:
+            time.sleep(rng.random() * 0.3)  # somewhere inside the next iteration (or its checkpoint)
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+    assert kills >= 1
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["policy"][k], b["policy"][k]) for k in a["policy"])
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+    assert strip(read_csv(run / "progress.csv")) == strip(read_csv(tmp_path / "whole" / "progress.csv"))
