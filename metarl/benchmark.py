@@ -30,6 +30,7 @@ import copy
 import json
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -182,6 +183,12 @@ def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig,
     return policy, saved, rows
 
 
+def _say(seed: int, what: str, seconds: float | None = None) -> None:
+    """One progress line on stderr (the benchmark runs for minutes to hours, seeds in parallel)."""
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    print(f"benchmark seed {seed}: {what}{took}", file=sys.stderr, flush=True)
+
+
 def run_seed(
     config: TrainConfig,
     budget: Budget,
@@ -217,11 +224,17 @@ def run_seed(
         rows = trainer.train()
         policies["maml"], maml_lr = trainer.policy.cpu(), cfg.fast_lr
     timings["maml"] = time.perf_counter() - t0
+    _say(
+        seed,
+        f"MAML {'loaded from ' + str(maml_run) if maml_run else 'trained'} ({len(rows)} iterations)",
+        timings["maml"],
+    )
     hidden = tuple(config.hidden_sizes)
     if config.activation != "tanh":
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
     for name, oracle in (("pretrained", False), ("oracle", True)):
         t = time.perf_counter()
+        _say(seed, f"training PPO {name} ({budget.ppo_timesteps:,} env steps) ...")
         model = train_ppo(
             config.family,
             horizon,
@@ -234,6 +247,7 @@ def run_seed(
         )
         policies[name] = sb3_to_metarl(model, hidden)
         timings[name] = time.perf_counter() - t
+        _say(seed, f"PPO {name} trained", timings[name])
     torch.manual_seed(seed_streams(seed)["init"] + 1)
     policies["random"] = build_policy(config, make_family(config.family, **config.env_kwargs))
 
@@ -241,6 +255,7 @@ def run_seed(
     step_sizes: dict[str, float] = {"maml": maml_lr}
     lr_scores: dict[str, dict[str, float]] = {}
     for name in METHODS:
+        _say(seed, f"evaluating {name} after 0..{budget.max_steps} steps on {budget.eval_tasks} held-out tasks ...")
         policy = policies[name].float()
         env = _family_env(config, oracle=name == "oracle")
         if name != "maml":

@@ -240,8 +240,8 @@ class Trainer:
         ):
             raise RunExistsError(
                 f"{self.run_dir} already holds a run; training there would overwrite its logs and checkpoints. "
-                f"Continue it with `metarl train --resume {self.run_dir}`, pick another --run-dir, or delete the "
-                "folder."
+                f"Continue it with `metarl train --resume {self.run_dir}` (in Python: Trainer.resume(run_dir)), "
+                "pick another --run-dir, or delete the folder."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.iteration == 0:
