@@ -118,3 +118,14 @@ def test_train_from_a_script_example_stops_through_its_callback(tmp_path):
     assert "trained 1 iterations" in out.stdout  # the callback stopped the run after iteration 1
     assert (run_dir / "checkpoints" / "iter_000001.pt").is_file() and (run_dir / "eval.json").is_file()
     assert "held-out return after 1 step(s)" in out.stdout
+
+
+def test_threads_under_load_benchmark_writes_ratios(tmp_path):
+    tiny = ["meta_batch_size=2", "episodes_per_task=4", "horizon=10", "hidden_sizes=[8]", "cg_iters=2"]
+    args = ["--iterations", "1", "--warmup", "0", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]
+    out = run("benchmarks/bench_threads_under_load.py", *args, "--set", *tiny)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "threads_under_load.json").read_text())
+    r = report["results"]["1"]
+    assert r["quiet_median"] > 0 and r["loaded_median"] > 0 and r["ratio"] == r["loaded_median"] / r["quiet_median"]
+    assert "| 1 |" in (tmp_path / "threads_under_load.md").read_text()
