@@ -228,11 +228,19 @@ class Trainer:
             if isinstance(e, MetarlError) or not (e.filename or e.errno in _FILE_SYSTEM_ERRNOS):
                 raise
             where = f" ({e.filename})" if e.filename else ""
-            raise RunDirError(
-                f"Cannot write the run directory {self.run_dir}: {e.strerror or e}{where}. Every logged row and the "
-                f"last checkpoint are intact; pick a writable --run-dir, or free space and continue with "
-                f"`metarl train --resume {self.run_dir}`."
-            ) from e
+            problem = f"Cannot write the run directory {self.run_dir}: {e.strerror or e}{where}."
+            try:
+                resumable = (self.run_dir / "checkpoints" / "last.pt").is_file()
+            except OSError:
+                resumable = False
+            if resumable:
+                advice = (
+                    " Every logged row and the last checkpoint are intact; free space (or fix the permissions) "
+                    f"and continue with `metarl train --resume {self.run_dir}`."
+                )
+            else:
+                advice = " Pick a writable --run-dir."
+            raise RunDirError(problem + advice) from e
 
     def _train(self) -> list[dict[str, Any]]:
         if self.iteration == 0 and (
