@@ -214,6 +214,7 @@ def run_seed(
     if maml_run is not None:
         policies["maml"], trained_config, rows = _load_maml(Path(maml_run), config)
         maml_lr = trained_config.fast_lr
+        maml_config = trained_config.to_dict()
     else:
         cfg = replace(
             config,
@@ -223,6 +224,7 @@ def run_seed(
         trainer = Trainer(cfg.validate(), Path(out) / "runs" / f"maml-seed{seed}", progress=progress)
         rows = trainer.train()
         policies["maml"], maml_lr = trainer.policy.cpu(), cfg.fast_lr
+        maml_config = cfg.to_dict()
     timings["maml"] = time.perf_counter() - t0
     _say(
         seed,
@@ -289,6 +291,7 @@ def run_seed(
         "step_sizes": step_sizes,
         "lr_scores": lr_scores,
         "learning_curve": curve,
+        "maml_config": maml_config,
         "seconds": timings,
     }
 

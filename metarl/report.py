@@ -81,11 +81,14 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     steps = len(summary["maml"])
     iterations = sorted(set(maml_iterations(per_seed)))
     config = report["config"]
+    # what the MAML runs trained with (recorded per seed since --maml-runs may differ from --config)
+    trained = [s.get("maml_config") or config for s in per_seed]
+    batch = "/".join(sorted({f"{c['meta_batch_size']} tasks x {c['episodes_per_task']} episodes" for c in trained}))
     lines = [
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
         f"{budget['eval_episodes']} episodes, "
         f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
-        f"{config['meta_batch_size']} tasks x {config['episodes_per_task']} episodes; PPO baselines "
+        f"{batch}; PPO baselines "
         f"{budget['ppo_timesteps']:,} env steps each; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
         f"`benchmarks/results/{name}/`.",
         "",

@@ -282,3 +282,18 @@ def test_every_relative_link_points_to_an_existing_file_and_heading(document: Pa
         elif anchor and linked.suffix == ".md" and anchor not in github_anchors(linked.read_text()):
             broken.append(f"{target}: no heading #{anchor} in {linked.name}")
     assert not broken, f"{document.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def test_benchmark_header_states_the_meta_batch_the_maml_runs_trained_with() -> None:
+    """--maml-runs may have trained with another meta-batch than --config (AntDir: 20 x 10 vs 40 x 20)."""
+    import copy
+    import json
+
+    from metarl.report import render_benchmark
+
+    report = json.loads((ROOT / "benchmarks" / "results" / "benchmark-ant-dir" / "benchmark.json").read_text())
+    assert "MAML 200 meta-iterations of 20 tasks x 10 episodes" in render_benchmark(report, "benchmark-ant-dir")
+    older = copy.deepcopy(report)  # benchmarks written before maml_config was recorded: the config's
+    for s in older["per_seed"]:
+        del s["maml_config"]
+    assert "of 40 tasks x 20 episodes" in render_benchmark(older, "benchmark-ant-dir")
