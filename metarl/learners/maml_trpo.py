@@ -375,17 +375,6 @@ class MAMLTRPO(MetaLearner[TRPOSettings]):
     name = "maml-trpo"
     keeps_adaptation_graph = True
 
-    def __init__(
-        self,
-        policy: Policy,
-        settings: TRPOSettings,
-        gamma: float = 0.99,
-        gae_lambda: float = 1.0,
-        normalize_advantages: bool = True,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
-
     def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """The MAML-TRPO meta-update from the adaptation and the post-adaptation episodes."""
         self._check(adaptation)

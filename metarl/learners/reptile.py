@@ -25,7 +25,7 @@ from metarl.config import TrainConfig
 from metarl.episodes import Episodes
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.learners.base import MetaLearner, MetaUpdateStats
-from metarl.policies import Params, Policy, detach_params, stack_params
+from metarl.policies import Params, detach_params, stack_params
 
 _DEFAULTS = TrainConfig()  # each shared default is written once, in the config
 
@@ -79,17 +79,6 @@ class Reptile(MetaLearner[ReptileSettings]):
     """
 
     name = "reptile"
-
-    def __init__(
-        self,
-        policy: Policy,
-        settings: ReptileSettings,
-        gamma: float = 0.99,
-        gae_lambda: float = 1.0,
-        normalize_advantages: bool = True,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        super().__init__(policy, settings, gamma, gae_lambda, normalize_advantages, device)
 
     def step(self, adaptation: Adaptation, post_episodes: Episodes) -> MetaUpdateStats:
         """Replay the inner steps, take one more on the post-adaptation batch, move theta.
