@@ -2,7 +2,8 @@
 
 A laptop or a shared server is rarely idle. This runs the default 2D-navigation config
 (20 tasks x 20 episodes x 100 steps, the real trainer) with ``torch_threads`` 1 and 2 (and
-0, the automatic default), each once on a quiet machine and once while another process
+0, the default: ``LoadAwareThreads`` picks, between iterations, as many threads as cores
+the other processes leave idle), each once on a quiet machine and once while another process
 keeps one core busy (a pure-Python spin loop, like a second training or a browser tab), in
 alternation, and reports medians and the ratio loaded / quiet. The goal it measures: one
 competing busy core should cost at most about 1.5x, without giving up more than 10% of
@@ -97,7 +98,7 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     for threads, r in results.items():
-        name = "0 (auto)" if threads == "0" else threads
+        name = "0 (auto: load-aware)" if threads == "0" else threads
         lines.append(f"| {name} | {r['quiet_median']:.3f} | {r['loaded_median']:.3f} | {r['ratio']:.2f} |")
     text = "\n".join(lines) + "\n"
     (args.out / "threads_under_load.md").write_text(text)

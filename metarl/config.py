@@ -97,7 +97,7 @@ class TrainConfig:
     device: str = "auto"
     """Where the meta-update runs: auto, cpu or cuda (rollouts always run on the CPU)."""
     torch_threads: int = 0
-    """Torch intra-op threads; 0 = one per CPU core, at most 4."""
+    """Torch intra-op threads; 0 = load-aware: one per idle core, at most 4 (``runtime.LoadAwareThreads``)."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many iterations (and at the end)."""
     tensorboard: bool = True

@@ -5,7 +5,9 @@ One home for these, used by training, evaluation, the benchmark and the scripts 
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -25,13 +27,93 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity), or ``range(cpu_count)`` where unknown."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def default_threads() -> int:
+    """``torch_threads: 0`` on a quiet machine: one per usable core, at most 4."""
+    return max(1, min(4, len(usable_cpus())))
+
+
 def configure_threads(requested: int) -> int:
     """Set torch's intra-op threads deliberately (oversubscription on small machines costs ~3x)."""
-    n = requested or max(
-        1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    )
+    n = requested or default_threads()
     torch.set_num_threads(n)
     return n
+
+
+def busy_cpu_seconds(cpus: list[int], stat: str = "/proc/stat") -> float | None:
+    """CPU seconds spent busy (not idle or waiting on I/O) on ``cpus`` since boot, by every process.
+
+    ``None`` where ``/proc/stat`` cannot be read (not Linux).
+    """
+    try:
+        with open(stat) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = {f"cpu{i}" for i in cpus}
+    busy = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
+            values = [int(v) for v in fields[1:9]]
+            busy += sum(values) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class LoadAwareThreads:
+    """``torch_threads: 0``: as many torch threads as the other processes leave cores idle.
+
+    On a quiet 2-core machine 2 threads are 1.7x faster than 1, but next to one busy core
+    they are 2x slower than 1 (OpenMP's threads wait on each other while one is descheduled;
+    ``benchmarks/results/threads_under_load.md``). ``update()``, called between
+    meta-iterations, measures the CPU time other processes used on this process's cores
+    since the previous call (all busy time there minus this process's own) and sets torch's
+    thread count to the cores left, between 1 and ``max_threads``. The thread count changes
+    only the speed: on this machine runs with 1 and 2 threads are bit-identical (torch does
+    not promise that everywhere; set ``torch_threads`` to a number for a fixed count).
+
+    Args:
+        max_threads: The most threads (default: ``default_threads()``).
+        min_interval: Seconds between measurements below which ``update`` keeps the count.
+    """
+
+    def __init__(self, max_threads: int | None = None, min_interval: float = 0.05) -> None:
+        self.cpus = usable_cpus()
+        self.max_threads = max_threads or default_threads()
+        self.min_interval = min_interval
+        self.threads = self.max_threads
+        self.others = 0.0
+        torch.set_num_threads(self.threads)
+        self._last = self._snapshot()
+
+    def _snapshot(self) -> tuple[float, float, float] | None:
+        busy = busy_cpu_seconds(self.cpus)
+        return None if busy is None else (time.monotonic(), busy, time.process_time())
+
+    def update(self) -> int:
+        """Measure the load since the last call and set (and return) torch's thread count."""
+        now = self._snapshot()
+        if now is None or self._last is None:
+            return self.threads
+        wall = now[0] - self._last[0]
+        if wall < self.min_interval:
+            return self.threads
+        own = now[2] - self._last[2]
+        self.others = max(0.0, (now[1] - self._last[1] - own) / wall)
+        free = len(self.cpus) - self.others
+        # A core counts as free when others used at most a quarter of it: an OpenMP thread
+        # that shares its core with a busy process slows every other thread down.
+        self.threads = int(min(self.max_threads, max(1, math.floor(free + 0.25))))
+        self._last = now
+        torch.set_num_threads(self.threads)
+        return self.threads
 
 
 def seed_streams(seed: int) -> dict[str, int]:

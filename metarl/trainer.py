@@ -31,7 +31,14 @@ from metarl.learners import make_learner
 from metarl.logger import IterationRow, RunLogger, repair_log
 from metarl.plots import plot_learning_curve
 from metarl.run_lock import RunLock
-from metarl.runtime import build_policy, check_memory, configure_threads, resolve_device, seed_streams
+from metarl.runtime import (
+    LoadAwareThreads,
+    build_policy,
+    check_memory,
+    configure_threads,
+    resolve_device,
+    seed_streams,
+)
 from metarl.sampler import Sampler
 from metarl.task_api import seed_family
 
@@ -64,6 +71,7 @@ class Trainer:
         self.progress = progress
         self.callbacks = as_callbacks(callbacks)
         self.threads = configure_threads(config.torch_threads)
+        self.load_aware = LoadAwareThreads() if config.torch_threads == 0 else None
         self.device = resolve_device(config.device)
         seeds = seed_streams(config.seed)
         self.family = make_family(config.family, **config.env_kwargs)
@@ -165,6 +173,8 @@ class Trainer:
     def run_iteration(self) -> dict[str, Any]:
         """One meta-iteration: sample tasks, sample + adapt, sample post-adaptation, meta-update."""
         cfg = self.config
+        if self.load_aware is not None:
+            self.threads = self.load_aware.update()
         tasks = self.family.unwrapped.sample_tasks(cfg.meta_batch_size)  # type: ignore[attr-defined]
         t0 = time.perf_counter()
         sample_time = 0.0

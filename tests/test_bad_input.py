@@ -16,6 +16,7 @@ from helpers import TINY
 
 from metarl.cli import main
 from metarl.config import load_config
+from metarl.errors import MetarlError
 from metarl.logger import read_csv
 from metarl.trainer import Trainer
 
@@ -229,6 +230,18 @@ def test_repeated_set_options_accumulate(tmp_path, capsys) -> None:
 
 def test_the_suite_is_large_enough() -> None:
     assert len(CONFIG_VALUES) + len(LEARNER_VALUES) + len(CLI_CASES) >= 100
+
+
+@pytest.mark.parametrize(
+    "field,value,named",
+    [("family", 123, "family"), ("family", "nope", "Unknown task family"), ("gamma", 2.0, "gamma")],
+)
+def test_a_config_edited_after_loading_is_validated_on_use(tmp_path, field: str, value: object, named: str) -> None:
+    cfg = load_config("2d-navigation", TINY)
+    setattr(cfg, field, value)  # plain attribute assignment is not checked ...
+    with pytest.raises(MetarlError, match=named):  # ... the Trainer checks before it writes anything
+        Trainer(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------------------------------
