@@ -54,7 +54,7 @@ from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
-from metarl.task_api import seed_family
+from metarl.task_api import sample_tasks, seed_family
 from metarl.trainer import Trainer
 
 METHODS = ("maml", "pretrained", "oracle", "random")
@@ -154,7 +154,7 @@ def choose_step_size(
     if len(grid) == 1:
         return float(grid[0]), {}
     seed_family(env, seed)
-    tasks = env.unwrapped.sample_tasks(num_tasks)
+    tasks = sample_tasks(env, num_tasks)
     scores = {}
     for lr in grid:
         sampler = Sampler(copy.deepcopy(env), policy, config.horizon or _horizon(config), seed + 1)
@@ -266,7 +266,7 @@ def run_seed(
                 policy, config, env, budget.lr_grid, budget.lr_tasks, budget.eval_episodes, train_seed
             )
         seed_family(env, EVAL_TASK_SEED)
-        tasks = env.unwrapped.sample_tasks(budget.eval_tasks)
+        tasks = sample_tasks(env, budget.eval_tasks)
         sampler = Sampler(env, policy, horizon, EVAL_SAMPLER_SEED)
         t = time.perf_counter()
         with torch.no_grad():

@@ -40,7 +40,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
+from metarl.errors import FamilyConstructionError
 from metarl.families import make_env, resolve_family_id
+from metarl.policies import space_problem
 from metarl.task_api import TASK_API, seed_family
 
 NUM_TASKS = 5
@@ -122,6 +124,8 @@ def canonical(value: Any, loose: bool = False) -> Any:
         return canonical(np.asarray(value.tolist()), loose)
     if hasattr(value, "__dict__") and not callable(value):
         return (type(value).__qualname__, canonical(vars(value), loose))
+    if callable(value) and hasattr(value, "__code__"):  # a function in a task: two draws hold equal copies
+        return ("function", getattr(value, "__module__", None), value.__qualname__)
     return value
 
 
@@ -188,6 +192,17 @@ def _space_mismatch(obs: Any, space: gym.Space, where: str) -> str:
     )
 
 
+def _check_finite(value: Any, what: str) -> None:
+    """A NaN or inf observation or reward fails: training would stop on its first batch."""
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        bad = array[~np.isfinite(array)].ravel()[0] if array.ndim else array
+        raise _CheckFailed(
+            f"{what} is not finite ({bad}). Return finite numbers (metarl refuses a batch with NaN or inf): clip "
+            "the value, or end the episode (terminated=True) before it diverges"
+        )
+
+
 class _Checker:
     """Runs the checks in order on one env; ``results`` collects their outcomes."""
 
@@ -244,9 +259,14 @@ class _Checker:
         env_id = resolve_family_id(self.target)  # UnknownFamilyError propagates: the CLI exits 2
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.env_kwargs.items())
         fix = "Fix the constructor, or the arguments given to it (--kwargs here, env_kwargs in a config)"
-        self.env = _call(
-            f"gymnasium.make({env_id!r}{', ' if kwargs else ''}{kwargs})", make_env, env_id, fix_=fix, **self.env_kwargs
-        )
+        what = f"gymnasium.make({env_id!r}{', ' if kwargs else ''}{kwargs})"
+        try:
+            self.env = make_env(env_id, **self.env_kwargs)
+        except FamilyConstructionError as e:
+            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
+            raise _CheckFailed(f"{what} raised {type(cause).__name__}: {_clean(str(cause))}. {fix}") from e
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            raise _CheckFailed(f"{what} raised {type(e).__name__}: {_clean(str(e))}. {fix}") from e
         if self.env.spec is None or self.env.spec.max_episode_steps is None:
             note = (
                 "no max_episode_steps is registered: set `horizon` in the training config (e.g. --set horizon=100), "
@@ -309,17 +329,24 @@ class _Checker:
             )
 
     def observation_space(self) -> None:
-        base = self.base
+        base, env = self.base, self.env  # spaces and steps as training sees them (through the family's wrappers)
+        assert env is not None
+        problem = space_problem(env.observation_space, env.action_space)
+        if problem:
+            raise _Blocking(problem.removesuffix("."))
         _call("set_task(task)", base.set_task, self.tasks[0])
-        space = base.observation_space
-        obs, _ = _call("reset(seed=...)", base.reset, seed=self.seed)
+        space = env.observation_space
+        obs, _ = _call("reset(seed=...)", env.reset, seed=self.seed)
         if not _call("observation_space.contains", space.contains, obs):
             raise _CheckFailed(_space_mismatch(obs, space, "reset()"))
-        base.action_space.seed(self.seed)
+        _check_finite(obs, "the observation of reset()")
+        env.action_space.seed(self.seed)
         for t in range(NUM_STEPS):
-            obs, _, terminated, truncated, _ = _call(f"step() at step {t}", base.step, base.action_space.sample())
+            obs, reward, terminated, truncated, _ = _call(f"step() at step {t}", env.step, env.action_space.sample())
             if not _call("observation_space.contains", space.contains, obs):
                 raise _CheckFailed(_space_mismatch(obs, space, f"step() at step {t}"))
+            _check_finite(obs, f"the observation of step() at step {t}")
+            _check_finite(reward, f"the reward of step() at step {t}")
             if terminated or truncated:
                 break
 
@@ -332,11 +359,33 @@ class _Checker:
             except Exception as e:  # noqa: BLE001 - the checker's verdict
                 raise _CheckFailed(
                     f"gymnasium.utils.env_checker.check_env raised {type(e).__name__}: "
-                    f"{_clean(str(e)) or 'assertion failed'}. "
-                    "Fix the env's Gymnasium API (reset/step signatures, return types, seeding through "
-                    "super().reset(seed=seed))"
+                    f"{_clean(str(e)) or 'assertion failed'}. " + self._determinism_hint()
                 ) from e
         return tuple(dict.fromkeys(_clean(str(w.message)).removeprefix("WARN: ") for w in caught))
+
+    def _determinism_hint(self) -> str:
+        """What to fix after Gymnasium's checker failed: a reset that leaves state behind, if that is it."""
+        default = (
+            "Fix the env's Gymnasium API (reset/step signatures, return types, seeding through "
+            "super().reset(seed=seed))"
+        )
+        try:
+            self.base.action_space.seed(self.seed)
+            actions = [self.base.action_space.sample() for _ in range(NUM_STEPS)]
+            first, second = (self._rollout(self.tasks[0], actions) for _ in range(2))
+        except Exception:  # noqa: BLE001 - the hint is best effort; the checker's message stands
+            return default
+        if tasks_equal(first, second):
+            return default
+        step = next(
+            (i for i, (a, b) in enumerate(zip(first, second)) if not tasks_equal(a, b)), min(len(first), len(second))
+        )
+        where = "the first observation" if step == 0 else f"step {step}"
+        return (
+            f"Likely cause: state left over from the previous episode. Two episodes from reset(seed={self.seed}) "
+            f"with the same task and actions differ at {where}: make reset() set every attribute that step() "
+            "changes (positions, velocities, counters) and draw its randomness from self.np_random"
+        )
 
     def task_effect(self) -> None:
         base = self.base
@@ -374,6 +423,14 @@ class _Checker:
     def pickling(self) -> None:
         base = self.base
         task = self.tasks[0]
+        try:
+            pickle.dumps(task)
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            raise _CheckFailed(
+                f"the task {_short(task)} cannot be pickled ({type(e).__name__}: {_clean(str(e))}). Keep functions, "
+                "lambdas and handles out of tasks (store the parameters; compute the function in the env): "
+                "samplers that run the family in other processes send tasks there"
+            ) from e
         _call("set_task(task)", base.set_task, task)
         try:
             data = pickle.dumps(base)

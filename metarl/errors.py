@@ -44,6 +44,10 @@ class FamilyConstructionError(MetarlError, ValueError):
     """A family's constructor rejected its keyword arguments (``env_kwargs``)."""
 
 
+class UnsupportedSpaceError(MetarlError, ValueError):
+    """A family's observation or action space is one metarl's policies cannot take."""
+
+
 class UnknownFamilyError(MetarlError, ValueError):
     """A family id that is neither a metarl family nor a registered Gymnasium env."""
 

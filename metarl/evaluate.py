@@ -28,7 +28,7 @@ from metarl.policies import Params, Policy
 from metarl.runtime import build_policy, configure_threads, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import normal_interval
-from metarl.task_api import seed_family
+from metarl.task_api import sample_tasks, seed_family
 
 
 @dataclass
@@ -135,7 +135,7 @@ def evaluate_run(
         raise CheckpointError(f"{ckpt_path} does not match the policy of its config: {e}") from e
     learner = make_learner(config, policy, "cpu")  # every learner adapts with the same inner step
     sampler = Sampler(config.family, policy, config.horizon, task_seed + 1, config.env_kwargs)
-    tasks = family.unwrapped.sample_tasks(num_tasks)  # type: ignore[attr-defined]
+    tasks = sample_tasks(family, num_tasks)
     n = episodes_per_task or config.episodes_per_task
     with torch.no_grad():
         returns = adaptation_returns(policy, learner, sampler, tasks, n, max_steps)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import gymnasium as gym
 
 import metarl.envs  # noqa: F401  (registers metarl's families with Gymnasium)
-from metarl.errors import FamilyConstructionError, TaskAPIError, UnknownFamilyError
+from metarl.errors import FamilyConstructionError, MetarlError, TaskAPIError, UnknownFamilyError
 from metarl.task_api import check_task_family
 
 
@@ -229,8 +229,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     Raises:
         TaskAPIError: A ``module:function`` family returned something other than an env.
         FamilyConstructionError: The constructor rejected ``kwargs`` (a ``TypeError`` naming an
-            argument, or a ``ValueError`` when ``kwargs`` were given).
-        Exception: Whatever else the env's constructor raises.
+            argument, or a ``ValueError`` when ``kwargs`` were given), or raised anything else
+            (the cause is chained); metarl's own errors pass through.
     """
     try:
         return gym.make(env_id, disable_env_checker=True, **kwargs)
@@ -238,16 +238,30 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         if isinstance(e.__cause__, TaskAPIError):  # gymnasium re-raises an entry point's TypeError with a suffix
             raise e.__cause__ from None
         raise
+    except MetarlError:
+        raise
     except TypeError as e:
         if kwargs and "argument" in str(e):
             raise FamilyConstructionError(
                 f"{env_id} does not accept env_kwargs {kwargs}: {e}. Fix env_kwargs in the config to match the "
                 "family's constructor."
             ) from e
-        raise
+        raise _construction_failed(env_id, kwargs, e) from e
     except ValueError as e:  # a constructor's own check of a value (metarl's families check theirs)
-        if kwargs and not isinstance(e, FamilyConstructionError):
+        if kwargs:
             raise FamilyConstructionError(
                 f"{env_id} rejected env_kwargs {kwargs}: {e} Fix env_kwargs in the config."
             ) from e
-        raise
+        raise _construction_failed(env_id, kwargs, e) from e
+    except Exception as e:
+        raise _construction_failed(env_id, kwargs, e) from e
+
+
+def _construction_failed(env_id: str, kwargs: dict[str, Any], error: Exception) -> FamilyConstructionError:
+    """The error for a family constructor that raised: names the family, its arguments and the cause."""
+    given = f" with env_kwargs {kwargs}" if kwargs else ""
+    return FamilyConstructionError(
+        f"Creating the task family {env_id}{given} raised {type(error).__name__}: {error}. Fix its constructor "
+        "(`metarl check-env` builds it and checks the task API); `python -c` importing and constructing it "
+        "shows the traceback."
+    )

@@ -21,6 +21,8 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from metarl.errors import UnsupportedSpaceError
+
 Params = dict[str, torch.Tensor]
 
 
@@ -274,16 +276,44 @@ def make_policy(
     """The policy for these spaces: Gaussian for ``Box`` actions, categorical for ``Discrete``.
 
     Raises:
-        ValueError: For observation or action spaces the policies cannot handle.
+        UnsupportedSpaceError: For observation or action spaces the policies cannot handle.
     """
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(
-            f"Policies need a flat Box observation space, got {observation_space}. Wrap the env with "
-            "gymnasium.wrappers.FlattenObservation."
-        )
+    problem = space_problem(observation_space, action_space)
+    if problem:
+        raise UnsupportedSpaceError(problem)
+    assert isinstance(observation_space, gym.spaces.Box)
     obs_dim = observation_space.shape[0]
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+    if isinstance(action_space, gym.spaces.Box):
         return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation, init_std)
+    assert isinstance(action_space, gym.spaces.Discrete)
+    return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+
+
+def space_problem(observation_space: gym.Space, action_space: gym.Space) -> str | None:
+    """Why metarl's policies cannot take these spaces (a sentence that says what to do), or ``None``.
+
+    The policies are MLPs: a flat (1-D) ``Box`` observation, and a flat ``Box`` or a
+    ``Discrete`` action.
+    """
+    flatten = (
+        "flatten it: return gymnasium.wrappers.FlattenObservation(YourFamily(...)) from a function and pass "
+        "family=module:function (the task API stays reachable through env.unwrapped)"
+    )
+    if not isinstance(observation_space, gym.spaces.Box):
+        return (
+            f"metarl's policies need a flat Box observation space; this family has {observation_space}. To train on "
+            f"it, {flatten}."
+        )
+    if len(observation_space.shape) != 1:
+        return (
+            f"metarl's policies are MLPs and need a 1-D Box observation space; this family's has shape "
+            f"{observation_space.shape} (an image?). To train an MLP on it, {flatten}."
+        )
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return None
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
-    raise ValueError(f"Unsupported action space {action_space}: metarl handles flat Box and Discrete action spaces.")
+        return None
+    return (
+        f"metarl's policies handle a flat Box or a Discrete action space; this family has {action_space}. "
+        "Give the family one of those."
+    )

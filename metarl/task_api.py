@@ -27,7 +27,7 @@ import gymnasium as gym
 import torch
 from gymnasium.utils import seeding
 
-from metarl.errors import TaskAPIError
+from metarl.errors import MetarlError, TaskAPIError
 
 TASK_API = ("sample_tasks", "set_task", "get_task")
 
@@ -94,6 +94,33 @@ def check_task_family(env: Any, name: str | None = None) -> None:
             "A task family is a gymnasium.Env with sample_tasks(n) -> list, set_task(task) and "
             "get_task(); add them (see docs/task-families.md and envs/navigation.py for an example)."
         )
+
+
+def sample_tasks(env: gym.Env, n: int) -> list[Any]:
+    """``env``'s ``sample_tasks(n)``, checked: exactly ``n`` tasks in a list.
+
+    Raises:
+        TaskAPIError: ``sample_tasks`` raised, or returned something other than a list of
+            ``n`` tasks (the message names the family and says what to fix).
+    """
+    base = env.unwrapped
+    name = type(base).__name__
+    try:
+        tasks = base.sample_tasks(n)  # type: ignore[attr-defined]
+    except MetarlError:
+        raise
+    except Exception as e:
+        raise TaskAPIError(
+            f"{name}.sample_tasks({n}) raised {type(e).__name__}: {e}. Fix the family "
+            "(`metarl check-env` runs each method of the task API on it)."
+        ) from e
+    if not isinstance(tasks, list):
+        raise TaskAPIError(
+            f"{name}.sample_tasks({n}) returned a {type(tasks).__name__}, not a list of {n} tasks. Return a list."
+        )
+    if len(tasks) != n:
+        raise TaskAPIError(f"{name}.sample_tasks({n}) returned {len(tasks)} tasks, not {n}. Return exactly n tasks.")
+    return tasks
 
 
 def seed_family(env: gym.Env, seed: int) -> None:

@@ -40,7 +40,7 @@ from metarl.runtime import (
     seed_streams,
 )
 from metarl.sampler import Sampler
-from metarl.task_api import seed_family
+from metarl.task_api import sample_tasks, seed_family
 
 
 class Trainer:
@@ -72,10 +72,15 @@ class Trainer:
         self.callbacks = as_callbacks(callbacks)
         self.threads = configure_threads(config.torch_threads)
         self.load_aware = LoadAwareThreads() if config.torch_threads == 0 else None
+        self.owns_run_dir = False
+        """The run directory holds this run (set by ``resume``, or once ``train`` has written it)."""
         self.device = resolve_device(config.device)
         seeds = seed_streams(config.seed)
         self.family = make_family(config.family, **config.env_kwargs)
         seed_family(self.family, seeds["tasks"])
+        task_rng = self.family.unwrapped.np_random.bit_generator.state
+        sample_tasks(self.family, config.meta_batch_size)  # a broken sample_tasks fails before anything is written
+        self.family.unwrapped.np_random.bit_generator.state = task_rng
         check_memory(config, self.family)
         torch.manual_seed(seeds["init"])
         self.policy = build_policy(config, self.family).to(self.device)
@@ -167,6 +172,7 @@ class Trainer:
             config.validate()
         trainer = cls(config, run_dir, progress)
         trainer.load_state_dict(state)
+        trainer.owns_run_dir = True
         return trainer
 
     # -- training ------------------------------------------------------------------------
@@ -175,7 +181,7 @@ class Trainer:
         cfg = self.config
         if self.load_aware is not None:
             self.threads = self.load_aware.update()
-        tasks = self.family.unwrapped.sample_tasks(cfg.meta_batch_size)  # type: ignore[attr-defined]
+        tasks = sample_tasks(self.family, cfg.meta_batch_size)
         t0 = time.perf_counter()
         sample_time = 0.0
         params = self.learner.initial_params()
@@ -253,7 +259,7 @@ class Trainer:
             raise RunDirError(problem + advice) from e
 
     def _train(self) -> list[dict[str, Any]]:
-        if self.iteration == 0 and (
+        if not self.owns_run_dir and (
             (self.run_dir / "progress.csv").exists() or (self.run_dir / "checkpoints").exists()
         ):
             raise RunExistsError(
@@ -262,14 +268,15 @@ class Trainer:
                 "pick another --run-dir, or delete the folder."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.iteration == 0:
+        if not self.owns_run_dir:
             self.run_id = uuid.uuid4().hex
-        else:
+        else:  # at iteration 0 too: a run that failed in its first iteration resumes from its start
             self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration)
             for note in self.log_notes:
                 print(f"note: repaired {self.run_dir / 'progress.csv'}: {note}", file=sys.stderr)
             self.run_id = self.run_id or uuid.uuid4().hex  # a run from before run ids
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n")
+        self.owns_run_dir = True
         self.config.save(self.run_dir / "config.yaml")
         logger = RunLogger(
             self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None

@@ -126,7 +126,7 @@ def test_missing_class_suggests_close_names() -> None:
     message = str(info.value)
     assert "Module 'user_families' has no attribute 'GodFamily'" in message
     assert "Did you mean 'user_families:GoodFamily'" in message
-    assert "gymnasium.Env classes in user_families: GoodFamily," in message
+    assert "gymnasium.Env classes in user_families: " in message and "GoodFamily, GoodFamilyWithHorizon," in message
 
 
 @pytest.mark.parametrize(
@@ -370,3 +370,67 @@ def test_training_without_any_horizon_says_to_set_one() -> None:
     with pytest.raises(ValueError, match="set `horizon` in the config"):
         Sampler("user_families:GoodFamily", policy)
     assert Sampler("user_families:GoodFamilyWithHorizon", policy).horizon == 7
+
+
+# The families of issue 12's class 7: check-env and training agree on each.
+FAMILY_VERDICTS = [
+    ("ShortTasks", "sample-tasks", "returned 0 tasks"),
+    ("NoneTasks", "sample-tasks", "returned a NoneType"),
+    ("RaisingTasks", "sample-tasks", "task file not found"),
+    ("RaisingConstructor", "construct", "OSError: simulator licence not found"),
+    ("DictObservation", "observation-space", "need a flat Box observation space"),
+    ("ImageObservation", "observation-space", "shape (4, 4, 3) (an image?)"),
+    ("NanReward", "observation-space", "the reward of step() at step 0 is not finite (nan)"),
+    ("InfObservation", "observation-space", "the observation of reset() is not finite (inf)"),
+    ("FunctionTasks", "pickle", "cannot be pickled"),
+    ("ResetKeepsState", "gymnasium-checker", "state left over from the previous episode"),
+]
+
+
+@pytest.mark.parametrize("family,check,message", FAMILY_VERDICTS, ids=[v[0] for v in FAMILY_VERDICTS])
+def test_check_env_names_what_is_wrong_with_each_broken_family(family: str, check: str, message: str) -> None:
+    results = by_name(check_family(f"user_families:{family}"))
+    assert not results[check].ok and message in results[check].message, results[check]
+    assert [name for name, r in results.items() if not r.ok and not r.skipped][0] == check  # the first failure
+
+
+def test_tasks_holding_functions_are_seeded_correctly() -> None:
+    assert by_name(check_family("user_families:FunctionTasks"))["task-seeding"].ok  # no false seeding failure
+
+
+def test_a_flattened_dict_observation_passes_and_trains(tmp_path: Path) -> None:
+    assert all(r.ok for r in check_family("user_families:flat_dict_observation"))
+    argv = ["train", "--no-progress", "--run-dir", str(tmp_path / "run"), "--set", *TINY, "num_iterations=1"]
+    assert main([*argv, "family=user_families:flat_dict_observation", "horizon=5"]) == 0
+
+
+TRAIN_ERRORS = [
+    ("ShortTasks", "ShortTasks.sample_tasks(2) returned 1 tasks, not 2"),
+    ("NoneTasks", "returned a NoneType, not a list of 2 tasks"),
+    ("RaisingTasks", "raised RuntimeError: task file not found"),
+    ("RaisingConstructor", "raised OSError: simulator licence not found"),
+    ("DictObservation", "FlattenObservation"),
+    ("ImageObservation", "(an image?)"),
+]
+
+
+@pytest.mark.parametrize("family,message", TRAIN_ERRORS, ids=[v[0] for v in TRAIN_ERRORS])
+def test_training_a_broken_family_is_one_error_line_and_writes_nothing(
+    family: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--no-progress", "--run-dir", str(run), "--set", *TINY, f"family=user_families:{family}"]
+    assert main([*argv, "horizon=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not run.exists()
+
+
+def test_a_run_that_failed_in_its_first_iteration_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--no-progress", "--run-dir", str(run), "--set", *TINY, "family=user_families:NanReward"]
+    assert main([*argv, "horizon=5"]) == 2
+    assert "NaN or inf in rewards" in capsys.readouterr().err
+    assert main(["train", "--no-progress", "--resume", str(run)]) == 2  # resumes from iteration 0, fails alike
+    err = capsys.readouterr().err
+    assert "NaN or inf in rewards" in err and "already holds a run" not in err

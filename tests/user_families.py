@@ -121,6 +121,106 @@ class StepRaises(GoodFamily):
         raise RuntimeError("simulated physics blow-up")
 
 
+class ShortTasks(GoodFamily):
+    """Broken: ``sample_tasks(n)`` returns ``n - 1`` tasks."""
+
+    def sample_tasks(self, n: int) -> list[dict[str, float]]:
+        return super().sample_tasks(n)[:-1]
+
+
+class NoneTasks(GoodFamily):
+    """Broken: ``sample_tasks`` returns ``None``."""
+
+    def sample_tasks(self, n: int) -> None:  # type: ignore[override]
+        return None
+
+
+class RaisingTasks(GoodFamily):
+    """Broken: ``sample_tasks`` raises."""
+
+    def sample_tasks(self, n: int) -> list[dict[str, float]]:
+        raise RuntimeError("task file not found")
+
+
+class RaisingConstructor(GoodFamily):
+    """Broken: the constructor raises."""
+
+    def __init__(self, goal_scale: float = 1.0) -> None:
+        raise OSError("simulator licence not found")
+
+
+class DictObservation(GoodFamily):
+    """Unsupported as is: a ``Dict`` observation (``flat_dict_observation`` flattens it)."""
+
+    def __init__(self, goal_scale: float = 1.0) -> None:
+        super().__init__(goal_scale)
+        self.observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)})
+
+    def _observation(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {"position": self._pos.copy()}
+
+
+def flat_dict_observation(goal_scale: float = 1.0) -> gym.Env:
+    """``DictObservation`` flattened by a Gymnasium wrapper: trainable."""
+    return gym.wrappers.FlattenObservation(DictObservation(goal_scale))
+
+
+class ImageObservation(GoodFamily):
+    """Unsupported: a 3-D ``Box`` observation (an image)."""
+
+    def __init__(self, goal_scale: float = 1.0) -> None:
+        super().__init__(goal_scale)
+        self.observation_space = gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)
+
+    def _observation(self) -> np.ndarray:
+        return np.zeros((4, 4, 3), np.uint8)
+
+
+class NanReward(GoodFamily):
+    """Broken: rewards are NaN."""
+
+    def _reward(self) -> float:
+        return float("nan")
+
+
+class InfObservation(GoodFamily):
+    """Broken: observations are inf (inside its unbounded ``Box``)."""
+
+    def _observation(self) -> np.ndarray:
+        return np.full(1, np.inf, dtype=np.float32)
+
+
+class _FunctionGoal:
+    """A task holding a function: compares by value, cannot be pickled."""
+
+    def __init__(self, goal: float) -> None:
+        self.goal = goal
+        self.shaping = lambda distance: -abs(distance)
+
+
+class FunctionTasks(GoodFamily):
+    """Seeded correctly, but its tasks hold lambdas (not picklable)."""
+
+    def sample_tasks(self, n: int) -> list[_FunctionGoal]:  # type: ignore[override]
+        return [_FunctionGoal(float(g)) for g in self.np_random.uniform(-1.0, 1.0, size=n)]
+
+    def set_task(self, task: _FunctionGoal) -> None:  # type: ignore[override]
+        self._task = task
+        self._goal = task.goal
+
+    def get_task(self) -> _FunctionGoal:  # type: ignore[override]
+        return self._task
+
+
+class ResetKeepsState(GoodFamily):
+    """Broken: ``reset`` does not reset the position (state leaks across episodes)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        gym.Env.reset(self, seed=seed)
+        self._target()
+        return self._observation(), {}
+
+
 class NotAnEnv:
     """Not a ``gymnasium.Env``."""
 
