@@ -123,6 +123,7 @@ class BatchedNavigation2D:
         self.goals = goals.repeat_interleave(episodes_per_task, dim=0)  # [B, 2]
         self.num_envs = self.goals.shape[0]
         self.state = torch.zeros(self.num_envs, 2)
+        self.split_invariant = True  # deterministic: an episode depends on its goal and actions only
 
     def reset(self) -> torch.Tensor:
         self.state = torch.zeros(self.num_envs, 2)

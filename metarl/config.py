@@ -98,6 +98,16 @@ class TrainConfig:
     """Where the meta-update runs: auto, cpu or cuda (rollouts always run on the CPU)."""
     torch_threads: int = 0
     """Torch intra-op threads; 0 = load-aware: one per idle core, at most 4 (``runtime.LoadAwareThreads``)."""
+    sampler: str = "local"
+    """Where episodes are sampled: local (this process) or ray (``num_workers`` Ray actors, the
+    ``ray`` extra; the same episodes as local, see ``metarl.ray_sampler``)."""
+    num_workers: int = 2
+    """sampler: ray: actors, one CPU each; a meta-batch is split by tasks across them."""
+    ray_address: str | None = None
+    """sampler: ray: an existing cluster's address (``ray start --head`` prints it, or auto);
+    null starts a local Ray for this run."""
+    sampler_timeout_s: float = 600.0
+    """sampler: ray: the longest wait for one phase's episodes before the run stops with an error."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many iterations (and at the end)."""
     tensorboard: bool = True
@@ -159,6 +169,14 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}.")
+        if self.sampler not in ("local", "ray"):
+            raise ConfigError(f"sampler must be local or ray, got {self.sampler!r}.")
+        if not 1 <= self.num_workers <= MAX_WORKERS:
+            raise ConfigError(f"num_workers must be an integer in [1, {MAX_WORKERS}], got {self.num_workers!r}.")
+        if not self.sampler_timeout_s > 0:
+            raise ConfigError(f"sampler_timeout_s must be > 0 seconds, got {self.sampler_timeout_s!r}.")
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("ray_address must be a cluster address (host:port or auto), or null for a local Ray.")
         if self.torch_threads < 0:
             raise ConfigError(f"torch_threads must be >= 0 (0 = automatic), got {self.torch_threads!r}.")
         for f in dataclasses.fields(self):  # after the ranges, whose messages say more (NaN fails them)
@@ -184,6 +202,9 @@ class TrainConfig:
 MAX_TORCH_THREADS = 1024
 """Above this ``torch_threads`` is refused: torch aborts far above it (the machine a run is
 resumed or evaluated on may have other cores, so the bound is not this machine's count)."""
+
+MAX_WORKERS = 100_000
+"""Above this ``num_workers`` is refused (a typo, not a cluster)."""
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

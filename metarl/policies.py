@@ -203,12 +203,23 @@ class GaussianMLPPolicy(MLPPolicy):
         diff = (m0 - m1) * torch.exp(-s1)
         return (0.5 * (var_ratio + diff * diff - 1.0) - (s0 - s1)).sum(-1)
 
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random numbers of ``batch_shape`` actions -> ``[*batch_shape, act_dim]`` standard normals.
+
+        Drawn apart from the distribution so that a slice of a batch can be acted on
+        elsewhere with exactly the numbers the whole batch would use (the Ray sampler).
+        """
+        return torch.randn((*batch_shape, self.act_dim), generator=generator)
+
     @staticmethod
-    def sample(dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One action per distribution, drawn with ``generator``."""
+    def act(dist: Dist, noise: torch.Tensor) -> torch.Tensor:
+        """The actions ``mean + std * noise`` -> ``[..., act_dim]``."""
         mean, log_std = dist
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + torch.exp(log_std) * noise
+
+    def sample(self, dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One action per distribution, drawn with ``generator``."""
+        return self.act(dist, self.noise(tuple(dist[0].shape[:-1]), generator).to(dist[0]))
 
     @staticmethod
     def entropy(dist: Dist) -> torch.Tensor:
@@ -250,12 +261,20 @@ class CategoricalMLPPolicy(MLPPolicy):
         """``KL(old || new)`` per sample -> ``[...]``."""
         return (old[0].exp() * (old[0] - new[0])).sum(-1)
 
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random numbers of ``batch_shape`` actions -> ``[*batch_shape]`` uniforms in [0, 1)."""
+        return torch.rand(batch_shape, generator=generator)
+
     @staticmethod
-    def sample(dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
+    def act(dist: Dist, noise: torch.Tensor) -> torch.Tensor:
+        """The action indices by inverse CDF: the first action whose cumulative probability exceeds ``noise``."""
+        cdf = dist[0].exp().cumsum(-1)
+        index = (cdf <= noise.to(cdf).unsqueeze(-1)).sum(-1)
+        return index.clamp(max=dist[0].shape[-1] - 1)
+
+    def sample(self, dist: Dist, generator: torch.Generator | None = None) -> torch.Tensor:
         """One action index per distribution, drawn with ``generator``."""
-        probs = dist[0].exp()
-        flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+        return self.act(dist, self.noise(tuple(dist[0].shape[:-1]), generator))
 
     @staticmethod
     def entropy(dist: Dist) -> torch.Tensor:

@@ -16,6 +16,8 @@ import torch
 from metarl.config import TrainConfig
 from metarl.errors import ConfigError
 from metarl.policies import Policy, make_policy
+from metarl.ray_sampler import RaySampler
+from metarl.sampler import Sampler
 
 
 def resolve_device(name: str) -> torch.device:
@@ -127,6 +129,26 @@ def build_policy(config: TrainConfig, env: Any) -> Policy:
     return make_policy(
         env.observation_space, env.action_space, tuple(config.hidden_sizes), config.activation, config.init_std
     )
+
+
+def build_sampler(config: TrainConfig, policy: Policy, seed: int) -> Sampler | RaySampler:
+    """The sampler the config asks for (``sampler: local | ray``), seeded with ``seed``.
+
+    Both sample the same episodes for the same seed; the Ray one starts its workers on its
+    first ``sample`` (and Ray itself, unless ``ray_address`` names a cluster).
+    """
+    if config.sampler == "ray":
+        return RaySampler(
+            config.family,
+            policy,
+            config.horizon,
+            seed,
+            config.env_kwargs,
+            num_workers=config.num_workers,
+            address=config.ray_address,
+            timeout_s=config.sampler_timeout_s,
+        )
+    return Sampler(config.family, policy, config.horizon, seed, config.env_kwargs)
 
 
 def available_memory() -> int | None:

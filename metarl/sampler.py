@@ -44,6 +44,7 @@ class VectorEnvBatch:
         for i, env in enumerate(envs.envs):
             env.unwrapped.set_task(tasks[i // episodes_per_task])  # type: ignore[attr-defined]
         self.seed = seed
+        self.split_invariant = True  # env i resets with seed + i; each copy draws from its own RNG
 
     def reset(self) -> torch.Tensor:
         obs, _ = self.vec.reset(seed=[self.seed + i for i in range(self.num_envs)])
@@ -106,16 +107,30 @@ class Sampler:
 
         return copy.deepcopy(self.env)
 
-    def _batched_env(self, tasks: Sequence[Any], episodes_per_task: int) -> tuple[BatchedTaskEnv, int]:
-        """The env for this meta-batch and the seed of its resets (episode ``b``: ``seed + b``)."""
+    def _batched_env(self, tasks: Sequence[Any], episodes_per_task: int, seed: int) -> BatchedTaskEnv:
+        """The env for these tasks; its episode ``b`` resets as the single env's ``reset(seed=seed + b)``."""
         n = len(tasks) * episodes_per_task
-        seed = int(self.np_rng.integers(2**31 - n))
         batched = make_batched(self.env, tasks, episodes_per_task)
         if batched is not None:
-            return batched, seed
+            return batched
         if n not in self._vector_envs:
             self._vector_envs[n] = gym.vector.SyncVectorEnv([self._make_env_copy for _ in range(n)])
-        return VectorEnvBatch(self._vector_envs[n], tasks, episodes_per_task, seed), seed
+        return VectorEnvBatch(self._vector_envs[n], tasks, episodes_per_task, seed)
+
+    def split_invariant(self, tasks: Sequence[Any]) -> bool:
+        """Whether a slice of a meta-batch, sampled alone, gets the episodes the whole batch would.
+
+        True on the vector-env path (every env copy is seeded by its own reset seed) and for
+        batched envs that say so (``split_invariant = True``: episode ``b`` depends only on its
+        task, its reset seed and its actions); False for batched envs that draw one random
+        stream for the whole batch (the tabular families).
+        """
+        batched = make_batched(self.env, tasks[:1], 1)
+        return batched is None or bool(getattr(batched, "split_invariant", False))
+
+    def draw_reset_seed(self, num_episodes: int) -> int:
+        """The reset seed of one ``sample`` call (episode ``b`` resets with ``seed + b``), from the sampler's RNG."""
+        return int(self.np_rng.integers(2**31 - num_episodes))
 
     @torch.no_grad()
     def sample(self, params: Params, tasks: Sequence[Any], episodes_per_task: int) -> Episodes:
@@ -137,26 +152,83 @@ class Sampler:
         k, n = len(tasks), episodes_per_task
         if k < 1 or n < 1:
             raise ValueError(f"Need at least one task and one episode per task, got {k} tasks x {n} episodes.")
+        seed = self.draw_reset_seed(k * n)
+        episodes, _ = self.sample_part(params, tasks, n, seed, self.generator)
+        episodes.check_finite()
+        return episodes
+
+    @torch.no_grad()
+    def sample_part(
+        self,
+        params: Params,
+        tasks: Sequence[Any],
+        episodes_per_task: int,
+        seed: int,
+        generator: torch.Generator,
+        offset: int = 0,
+        total_tasks: int | None = None,
+        to_horizon: bool = False,
+    ) -> tuple[Episodes, int]:
+        """The episodes of ``tasks``, the slice from ``offset`` of a meta-batch of ``total_tasks`` tasks.
+
+        Each step draws the action noise of the whole meta-batch from ``generator`` and uses
+        this slice's part, and episode ``b`` of the slice resets with ``seed + offset * N + b``;
+        the policy's forward and the actions are computed on a batch of the whole meta-batch's
+        shape with this slice's observations in their place (zeros elsewhere), because a
+        matrix product of another shape, or a vectorized ``exp`` whose elements fall in other
+        lanes, may round differently. So the episodes are, bit for bit, those the whole batch
+        would get (for a split-invariant env), and ``generator`` advances as it would for the
+        whole batch. ``sample`` is the slice that is the whole batch; a Ray worker samples one.
+
+        Args:
+            params: Shared parameters, or stacked for the whole meta-batch (``[total_tasks, ...]``).
+            tasks: This slice's tasks.
+            episodes_per_task: Episodes per task (N).
+            seed: The meta-batch's reset seed.
+            generator: The meta-batch's action-noise generator (advanced).
+            offset: Index of this slice's first task in the meta-batch.
+            total_tasks: Tasks in the meta-batch (default: ``len(tasks)``).
+            to_horizon: Step to the horizon even after every episode ended (a slice cannot
+                know whether the others' episodes go on).
+
+        Returns:
+            ``(episodes, steps)``: ``steps`` is when the last of this slice's episodes ended
+            (or the horizon); the episodes are that long, or the horizon with ``to_horizon``.
+        """
+        k, n = len(tasks), episodes_per_task
+        total = total_tasks if total_tasks is not None else k
         params = {name: p.detach().cpu() for name, p in params.items()}
         previous_threads: int | None = None
         try:
             try:
-                env, seed = self._batched_env(tasks, n)
+                part_seed = seed + offset * n
+                env = self._batched_env(tasks, n, part_seed)
                 threads = getattr(env, "torch_threads", None)
                 if threads is not None and threads != torch.get_num_threads():
                     previous_threads = torch.get_num_threads()
                     torch.set_num_threads(threads)
-                obs = env.reset(seed=seed) if "seed" in inspect.signature(env.reset).parameters else env.reset()  # type: ignore[call-arg]
+                obs = env.reset(seed=part_seed) if "seed" in inspect.signature(env.reset).parameters else env.reset()  # type: ignore[call-arg]
             except Exception as e:  # noqa: BLE001 - re-raised with context
                 raise SamplerError(
                     f"The environment raised {type(e).__name__} while resetting for {k} tasks: {e}"
                 ) from e
-            return self._rollout(env, obs, params, k, n)
+            return self._rollout(env, obs, params, k, n, generator, offset, total, to_horizon)
         finally:
             if previous_threads is not None:
                 torch.set_num_threads(previous_threads)
 
-    def _rollout(self, env: BatchedTaskEnv, obs: torch.Tensor, params: Params, k: int, n: int) -> Episodes:
+    def _rollout(
+        self,
+        env: BatchedTaskEnv,
+        obs: torch.Tensor,
+        params: Params,
+        k: int,
+        n: int,
+        generator: torch.Generator,
+        offset: int,
+        total: int,
+        to_horizon: bool,
+    ) -> tuple[Episodes, int]:
         """Step ``env`` from ``obs`` until the horizon or until every episode has ended."""
         t_max = self.horizon
         obs_buf = torch.zeros(t_max, k * n, obs.shape[-1])
@@ -164,9 +236,17 @@ class Sampler:
         rew_buf = torch.zeros(t_max, k * n)
         mask_buf = torch.zeros(t_max, k * n)
         alive = torch.ones(k * n, dtype=torch.bool)
+        steps = t_max
         for t in range(t_max):
-            dist = self.policy.distribution(params, obs.view(k, n, -1))
-            actions = self.policy.sample(dist, self.generator)
+            if total == k:
+                dist = self.policy.distribution(params, obs.view(k, n, -1))
+                actions = self.policy.act(dist, self.policy.noise((k, n), generator))  # type: ignore[arg-type]
+            else:  # a slice: every op runs on the whole batch's shape, this slice in its place
+                padded = torch.zeros(total, n, obs.shape[-1])
+                padded[offset : offset + k] = obs.view(k, n, -1)
+                dist = self.policy.distribution(params, padded)
+                noise = self.policy.noise((total, n), generator)
+                actions = self.policy.act(dist, noise)[offset : offset + k]  # type: ignore[arg-type]
             actions = actions.reshape(k * n, *actions.shape[2:])
             if act_buf is None:
                 act_buf = torch.zeros(t_max, *actions.shape, dtype=actions.dtype)
@@ -179,18 +259,18 @@ class Sampler:
                 ) from e
             rew_buf[t] = reward
             alive = alive & ~done
-            if not bool(alive.any()):
-                t_max = t + 1
-                break
+            if not bool(alive.any()) and steps == t_max:
+                steps = t + 1
+                if not to_horizon:
+                    break
         assert act_buf is not None
+        length = t_max if to_horizon else steps
 
         def to_knt(x: torch.Tensor) -> torch.Tensor:
-            x = x[:t_max]
-            return x.reshape(t_max, k, n, *x.shape[2:]).movedim(0, 2).contiguous()
+            x = x[:length]
+            return x.reshape(length, k, n, *x.shape[2:]).movedim(0, 2).contiguous()
 
-        episodes = Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf))
-        episodes.check_finite()
-        return episodes
+        return Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf)), steps
 
     def close(self) -> None:
         """Close the vector envs the sampler created."""

@@ -53,6 +53,12 @@ class BatchedTaskEnv(Protocol):
     """Steps ``len(tasks) * episodes_per_task`` episodes at once, as float32 CPU tensors.
 
     Episode ``b`` belongs to task ``b // episodes_per_task`` (task-major order).
+
+    Optional attributes the sampler reads: ``torch_threads`` (torch's thread count during a
+    rollout, for envs with threads of their own) and ``split_invariant`` (``True`` when
+    episode ``b`` depends only on its task, its reset seed ``seed + b`` and its actions, so
+    that a slice of the batch sampled alone, on a Ray worker, gets the same episodes;
+    absent means ``False`` and the Ray sampler refuses the family).
     """
 
     num_envs: int

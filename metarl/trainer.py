@@ -34,12 +34,12 @@ from metarl.run_lock import RunLock
 from metarl.runtime import (
     LoadAwareThreads,
     build_policy,
+    build_sampler,
     check_memory,
     configure_threads,
     resolve_device,
     seed_streams,
 )
-from metarl.sampler import Sampler
 from metarl.task_api import sample_tasks, seed_family
 
 
@@ -85,7 +85,7 @@ class Trainer:
         torch.manual_seed(seeds["init"])
         self.policy = build_policy(config, self.family).to(self.device)
         self.sampler_policy = build_policy(config, self.family)  # CPU twin used only for its functions
-        self.sampler = Sampler(config.family, self.sampler_policy, config.horizon, seeds["sampler"], config.env_kwargs)
+        self.sampler = build_sampler(config, self.sampler_policy, seeds["sampler"])
         self.learner = make_learner(config, self.policy, self.device)
         self.iteration = 0
         self.total_env_steps = 0
@@ -308,6 +308,7 @@ class Trainer:
             for callback in callbacks:
                 callback.close()
             logger.close()
+            self.sampler.close()  # the Ray sampler stops its workers (and a Ray it started); both restart on use
         plot_learning_curve(self.run_dir, f"{self.config.family} ({self.config.learner}), {self.run_dir.name}")
         return rows
 

@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("task families", ("envs",)),
     ("family ids", ("families",)),
-    ("sampling", ("sampler",)),
+    ("sampling", ("sampler", "ray_sampler")),
     ("inner loop", ("adaptation",)),
     ("learners", ("learners",)),
     ("training", ("runtime", "plots", "callbacks", "trainer")),

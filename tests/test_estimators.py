@@ -178,11 +178,16 @@ def test_dice_is_unbiased_and_plain_is_biased_on_a_tabular_mdp() -> None:
 
 
 def test_lvc_and_dice_are_unbiased_on_bandits() -> None:
-    """Past pulls do not change a bandit's future rewards, so LVC's dropped terms vanish in expectation."""
+    """Past pulls do not change a bandit's future rewards, so LVC's dropped terms vanish in expectation.
+
+    The gradient has 5 distinct entries (each appears twice), so an unbiased estimator's mean
+    z^2 is a chi-square with 5 degrees of freedom over 5: above 3.0 by chance 1% of the time
+    (above 2.0: 7.5%, too often for a test); a biased one's is far above 36.
+    """
     tasks, policy, exact = problem("Bandit")
     for e in ("lvc", "dice"):
         z = z_scores(sample_meta_gradients("Bandit", tasks, policy, 5.0, e, 100, 200, seed=3), exact)
-        assert float((z**2).mean()) < 2.0 and float(z.abs().max()) < 4.5, (e, z)
+        assert float((z**2).mean()) < 3.0 and float(z.abs().max()) < 4.5, (e, z)
     z = z_scores(sample_meta_gradients("Bandit", tasks, policy, 5.0, "plain", 100, 200, seed=3), exact)
     assert float((z**2).mean()) > 36.0, z
 

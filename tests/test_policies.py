@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -265,3 +267,23 @@ def test_float32_tanh_mlp_is_accurate() -> None:
         mean = policy.distribution(params, obs)[0]
         ref = reference_mean(policy, {n: p.double() for n, p in params.items()}, obs.double(), torch.tanh)
     torch.testing.assert_close(mean.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_categorical_actions_follow_the_probabilities() -> None:
+    """Inverse-CDF sampling from explicit uniforms: frequencies within 4 standard errors of the probabilities."""
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.97, 0.01, 0.01, 0.01]])
+    dist = (probs.log().expand(20_000, 2, 4),)
+    actions = CategoricalMLPPolicy.act(dist, torch.rand(20_000, 2, generator=torch.Generator().manual_seed(0)))
+    for row in range(2):
+        freq = torch.bincount(actions[:, row], minlength=4).double() / 20_000
+        se = (probs[row].double() * (1 - probs[row].double()) / 20_000).sqrt()
+        assert ((freq - probs[row]).abs() <= 4 * se + 1e-9).all(), (row, freq)
+    assert (actions[:, 0] != 1).all()  # a zero-probability action is never drawn
+
+
+def test_gaussian_actions_are_mean_plus_std_times_the_noise() -> None:
+    policy = GaussianMLPPolicy(OBS_DIM, 2, hidden_sizes=(4,), activation="tanh")
+    noise = policy.noise((3, 5), torch.Generator().manual_seed(0))
+    assert noise.shape == (3, 5, 2)
+    dist = (torch.ones(3, 5, 2), torch.full((3, 5, 2), math.log(2.0)))
+    assert torch.allclose(policy.act(dist, noise), 1 + 2 * noise)

@@ -8,6 +8,7 @@ exactly one thing that ``metarl check-env`` checks. Tests import this module as
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -219,6 +220,14 @@ class ResetKeepsState(GoodFamily):
         gym.Env.reset(self, seed=seed)
         self._target()
         return self._observation(), {}
+
+
+class SlowStep(GoodFamily):
+    """Correct but slow: every step sleeps 0.2 s (the Ray sampler's timeout test)."""
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        time.sleep(0.2)
+        return super().step(action)
 
 
 class NotAnEnv:

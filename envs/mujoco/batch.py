@@ -193,6 +193,7 @@ class BatchedMujocoEnv:
     """
 
     torch_threads: int | None = 1  # the sampler runs torch on this many threads during a rollout
+    split_invariant = True  # episode b starts as the single env's reset(seed=seed + b); physics is deterministic
 
     def __init__(self, family: Any, tasks: Sequence[Any], episodes_per_task: int, nthread: int | None = None) -> None:
         if len(tasks) < 1 or episodes_per_task < 1:
