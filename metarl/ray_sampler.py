@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,10 +78,10 @@ class SamplerWorker:
         self.sampler = Sampler(family, policy, horizon, 0, env_kwargs)
 
     def pid(self) -> tuple[int, str]:
-        """The worker's process id and node address (for tests and the cluster check)."""
+        """The worker's process id and Ray node id (for tests and the cluster check)."""
         import ray
 
-        return os.getpid(), ray.util.get_node_ip_address()
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def sample(
         self,
@@ -91,8 +92,9 @@ class SamplerWorker:
         generator_state: torch.Tensor,
         offset: int,
         total_tasks: int,
-    ) -> tuple[dict[str, np.ndarray], int]:
-        """Sample one slice (``Sampler.sample_part`` to the horizon) -> ``(arrays, steps)``."""
+    ) -> tuple[dict[str, np.ndarray], int, float]:
+        """Sample one slice (``Sampler.sample_part`` to the horizon) -> ``(arrays, steps, seconds)``."""
+        start = time.perf_counter()
         own: Params = {name: torch.from_numpy(value).clone() for name, value in params.items()}  # aligned, writable
         generator = torch.Generator()
         generator.set_state(generator_state)
@@ -105,7 +107,7 @@ class SamplerWorker:
             "rewards": episodes.rewards.numpy(),
             "mask": episodes.mask.numpy(),
         }
-        return arrays, steps
+        return arrays, steps, time.perf_counter() - start
 
 
 class RaySampler:
@@ -150,6 +152,8 @@ class RaySampler:
         self.workers: list[Any] = []
         self._started_ray = False
         self._checked_split = False
+        self.last_phase: dict[str, Any] = {}
+        """The last ``sample``'s wall seconds, each worker's seconds, bytes sent (parameters, once) and received."""
 
     @property
     def generator(self) -> torch.Generator:
@@ -161,21 +165,30 @@ class RaySampler:
         """The reset-seed RNG (checkpointed like the local sampler's)."""
         return self.local.np_rng
 
-    def _runtime_env(self) -> dict[str, Any]:
-        """What a worker needs to import a ``module:Class`` family from outside the installed packages."""
+    def _job_runtime_env(self) -> dict[str, Any]:
+        """For a cluster: ship the folder of a ``module:Class`` family to every node (Ray allows it per job only)."""
         folder = family_module_dir(self.family)
-        if folder is None:
+        if folder is None or self.address is None:
             return {}
-        if self.address is None:  # workers on this machine: the folder on their path
-            return {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)}}
-        if (Path(folder) / "__init__.py").is_file():  # other machines get the folder itself
+        if (Path(folder) / "__init__.py").is_file():
             return {"py_modules": [folder]}
         return {"working_dir": folder}
+
+    def _actor_runtime_env(self) -> dict[str, Any]:
+        """On this machine: the folder of a ``module:Class`` family on the workers' ``PYTHONPATH``."""
+        folder = family_module_dir(self.family)
+        if folder is None or self.address is not None:
+            return {}
+        return {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)}}
 
     def _start(self) -> None:
         ray = self.ray
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "runtime_env": self._job_runtime_env(),
+            }
             if self.address is None:
                 kwargs["num_cpus"] = self.num_workers
             try:
@@ -186,14 +199,14 @@ class RaySampler:
                     "Check the address (`ray status` on the head node) or leave ray_address unset for a local Ray."
                 ) from e
             self._started_ray = True
-        actor = ray.remote(num_cpus=1, max_restarts=0)(SamplerWorker).options(runtime_env=self._runtime_env())
+        actor = ray.remote(num_cpus=1, max_restarts=0)(SamplerWorker).options(runtime_env=self._actor_runtime_env())
         policy_ref = ray.put(self.policy)
         self.workers = [
             actor.remote(self.family, policy_ref, self.horizon, self.env_kwargs) for _ in range(self.num_workers)
         ]
 
     def worker_pids(self, timeout_s: float = 300.0) -> list[tuple[int, str]]:
-        """``(pid, node address)`` of every worker: starts them and waits until each has imported the family.
+        """``(pid, Ray node id)`` of every worker: starts them and waits until each has imported the family.
 
         Raises:
             SamplerError: A worker did not start within ``timeout_s``.
@@ -238,16 +251,23 @@ class RaySampler:
             a, b = int(part[0]), int(part[-1]) + 1
             slices.append((index, a, b))
             futures.append(worker.sample.remote(params_ref, list(tasks[a:b]), n, seed, state, a, k))
+        start = time.perf_counter()
         results = self._gather(futures, slices)
-        steps = max(s for _, s in results)
+        steps = max(r[1] for r in results)
         for _ in range(steps):  # the driver's generator advances as the local sampler's would
             self.policy.noise((k, n), self.generator)
 
         def cat(key: str) -> torch.Tensor:
             # a torch allocation (aligned as the local sampler's): MKL may round unaligned inputs differently
-            return torch.from_numpy(np.concatenate([r[key][:, :, :steps] for r, _ in results], axis=0)).clone()
+            return torch.from_numpy(np.concatenate([r[0][key][:, :, :steps] for r in results], axis=0)).clone()
 
         episodes = Episodes(cat("observations"), cat("actions"), cat("rewards"), cat("mask"))
+        self.last_phase = {
+            "seconds": time.perf_counter() - start,
+            "worker_seconds": [r[2] for r in results],
+            "bytes_sent": sum(int(p.nelement() * p.element_size()) for p in params.values()),
+            "bytes_received": sum(int(a.nbytes) for r in results for a in r[0].values()),
+        }
         episodes.check_finite()
         return episodes
 

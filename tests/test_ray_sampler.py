@@ -193,3 +193,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_on_this_machine_hosts_workers_on_both_and_trains_identically() -> None:
+    """scripts/ray_cluster_check.py: `ray start --head` and a second `ray start --address`, then a training on it."""
+    if ray.is_initialized():
+        ray.shutdown()
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "ray_cluster_check.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   2 workers on 2 nodes" in done.stdout and "ok   training on the cluster" in done.stdout
