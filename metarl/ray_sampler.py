@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -181,9 +182,37 @@ class RaySampler:
             return {}
         return {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)}}
 
+    def start(self) -> None:
+        """Connect to (or start) Ray and start the workers, if not yet: a training calls it before writing its run.
+
+        Raises:
+            SamplerError: ``ray_address`` cannot be reached, or the workers did not start.
+        """
+        if not self.workers:
+            self.worker_pids()
+
+    def _check_address(self) -> None:
+        """Fail in seconds, not minutes, when nothing listens at ``ray_address`` (Ray itself retries for long)."""
+        if self.address is None or self.address == "auto" or "://" in self.address:
+            return
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise SamplerError(
+                f"ray_address must be HOST:PORT (as `ray start --head` prints it), or auto; got {self.address!r}."
+            )
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise SamplerError(
+                f"Cannot reach a Ray head at ray_address={self.address} ({e.strerror or e}). Start one with "
+                f"`ray start --head --port={port}` there, check the address with `ray status`, or leave ray_address "
+                "unset for a local Ray."
+            ) from e
+
     def _start(self) -> None:
         ray = self.ray
         if not ray.is_initialized():
+            self._check_address()
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
                 "log_to_driver": False,

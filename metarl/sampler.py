@@ -272,6 +272,9 @@ class Sampler:
 
         return Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf)), steps
 
+    def start(self) -> None:
+        """Nothing to start for the local sampler (the Ray sampler connects and starts its workers)."""
+
     def close(self) -> None:
         """Close the vector envs the sampler created."""
         for vec in self._vector_envs.values():

@@ -267,6 +267,7 @@ class Trainer:
                 f"Continue it with `metarl train --resume {self.run_dir}` (in Python: Trainer.resume(run_dir)), "
                 "pick another --run-dir, or delete the folder."
             )
+        self.sampler.start()  # the Ray sampler's connection and workers fail before the run is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.owns_run_dir:
             self.run_id = uuid.uuid4().hex

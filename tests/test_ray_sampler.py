@@ -204,3 +204,18 @@ def test_a_two_node_cluster_on_this_machine_hosts_workers_on_both_and_trains_ide
     done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok   2 workers on 2 nodes" in done.stdout and "ok   training on the cluster" in done.stdout
+
+
+def test_an_unreachable_ray_address_is_one_error_line_in_seconds(tmp_path, capsys) -> None:
+    from metarl.cli import main
+
+    if ray.is_initialized():
+        ray.shutdown()
+    run = tmp_path / "run"
+    start = time.monotonic()
+    argv = ["train", "--no-progress", "--run-dir", str(run), "--set", *TINY, "sampler=ray", "ray_address=127.0.0.1:1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: Cannot reach a Ray head at ray_address=127.0.0.1:1"), err
+    assert time.monotonic() - start < 30
+    assert not (run / "config.yaml").exists() and not (run / "progress.csv").exists()
