@@ -237,12 +237,13 @@ class Sampler:
         mask_buf = torch.zeros(t_max, k * n)
         alive = torch.ones(k * n, dtype=torch.bool)
         steps = t_max
+        padded = torch.zeros(total, n, obs.shape[-1]) if total != k else None  # a slice's rows in the whole batch
         for t in range(t_max):
             if total == k:
                 dist = self.policy.distribution(params, obs.view(k, n, -1))
                 actions = self.policy.act(dist, self.policy.noise((k, n), generator))  # type: ignore[arg-type]
-            else:  # a slice: every op runs on the whole batch's shape, this slice in its place
-                padded = torch.zeros(total, n, obs.shape[-1])
+            else:  # a slice: every op runs on the whole batch's shape, this slice in its place (zeros elsewhere)
+                assert padded is not None
                 padded[offset : offset + k] = obs.view(k, n, -1)
                 dist = self.policy.distribution(params, padded)
                 noise = self.policy.noise((total, n), generator)

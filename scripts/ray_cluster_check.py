@@ -11,12 +11,13 @@ checks that a ``RaySampler`` with 2 workers placed one on each node, trains a ti
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from metarl.logger import TIMING_COLUMNS, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,9 +55,9 @@ print(len(nodes))
 """
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return [{k: v for k, v in r.items() if "second" not in k} for r in csv.DictReader(f)]  # not the timings
+def rows(path: Path) -> list[dict[str, object]]:
+    """The log's rows without the timing columns."""
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_csv(path)]
 
 
 def main() -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from helpers import TINY
 from metarl.config import load_config
 from metarl.errors import ConfigError, SamplerError
 from metarl.families import make_family
-from metarl.logger import read_csv
+from metarl.logger import TIMING_COLUMNS, read_csv
 from metarl.ray_sampler import RaySampler, family_module_dir, require_ray
 from metarl.runtime import build_policy
 from metarl.sampler import Sampler
@@ -33,6 +35,22 @@ def local_ray():
         ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@contextlib.contextmanager
+def no_hang(limit_s: int = 300) -> Iterator[None]:
+    """Fail the test, instead of hanging CI, when the block does not return at all (a watchdog, not a timing)."""
+
+    def fail(signum: int, frame: object) -> None:
+        raise AssertionError(f"no answer within {limit_s} s: the sampler hangs")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(limit_s)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def setup(family: str, num_tasks: int = 5, horizon: int = 12):
@@ -94,8 +112,7 @@ def test_training_logs_the_same_rows_on_ray_and_resumes(local_ray, tmp_path) -> 
 
     def rows(run: str) -> list[dict[str, object]]:
         return [
-            {k: v for k, v in r.items() if not k.endswith("seconds") and k != "env_steps_per_second"}
-            for r in read_csv(tmp_path / run / "progress.csv")
+            {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_csv(tmp_path / run / "progress.csv")
         ]
 
     assert rows("ray") == rows("local") and len(rows("local")) == 3
@@ -120,10 +137,8 @@ def test_a_dead_worker_is_an_error_not_a_hang(local_ray) -> None:
     try:
         pid = sampler.worker_pids()[1][0]
         os.kill(pid, signal.SIGKILL)
-        start = time.monotonic()
-        with pytest.raises(SamplerError, match=r"Ray worker 1 \(tasks 2\.\.3\) died.*--resume"):
+        with no_hang(), pytest.raises(SamplerError, match=r"Ray worker 1 \(tasks 2\.\.3\) died.*--resume"):
             sampler.sample(policy.get_params(), tasks, 2)
-        assert time.monotonic() - start < 60
         assert sampler.sample(policy.get_params(), tasks, 2).rewards.shape == (4, 2, 5)  # fresh workers
     finally:
         sampler.close()
@@ -133,11 +148,9 @@ def test_a_phase_past_the_timeout_is_an_error(local_ray) -> None:
     policy, tasks = setup("user_families:SlowStep", num_tasks=2)
     sampler = RaySampler("user_families:SlowStep", policy, 20, num_workers=2, timeout_s=1.0)
     try:
-        sampler.worker_pids()  # started (imports done) before the clock runs
-        start = time.monotonic()
+        sampler.worker_pids()  # started (imports done) before the timeout's clock runs
         with pytest.raises(SamplerError, match="sent no episodes within timeout 1 s; raise sampler_timeout_s"):
-            sampler.sample(policy.get_params(), tasks, 1)  # 20 steps x 0.2 s
-        assert time.monotonic() - start < 3.5
+            sampler.sample(policy.get_params(), tasks, 1)  # 20 steps x 0.2 s would succeed without the timeout
     finally:
         sampler.close()
 
@@ -206,16 +219,15 @@ def test_a_two_node_cluster_on_this_machine_hosts_workers_on_both_and_trains_ide
     assert "ok   2 workers on 2 nodes" in done.stdout and "ok   training on the cluster" in done.stdout
 
 
-def test_an_unreachable_ray_address_is_one_error_line_in_seconds(tmp_path, capsys) -> None:
+def test_an_unreachable_ray_address_is_one_error_line(tmp_path, capsys) -> None:
     from metarl.cli import main
 
     if ray.is_initialized():
         ray.shutdown()
     run = tmp_path / "run"
-    start = time.monotonic()
     argv = ["train", "--no-progress", "--run-dir", str(run), "--set", *TINY, "sampler=ray", "ray_address=127.0.0.1:1"]
-    assert main(argv) == 2
+    with no_hang():  # the TCP check answers; ray.init alone retries for minutes
+        assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: Cannot reach a Ray head at ray_address=127.0.0.1:1"), err
-    assert time.monotonic() - start < 30
     assert not (run / "config.yaml").exists() and not (run / "progress.csv").exists()
