@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # On CPU-only machines torch comes from the CPU wheel; GPU users: make TORCH_SPEC="torch" (or pre-install torch).
 TORCH_SPEC ?= torch==2.13.0
+METAWORLD_SPEC ?= metaworld==3.1.1
 RUN_DIR ?= runs/navigation2d
 TRAIN_ARGS ?=
 
@@ -24,6 +25,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[all,test]"
+	# Meta-World without its mujoco==3.3.0 pin (see the metaworld extra in pyproject.toml)
+	$(PY) -m pip install -q --no-deps "$(METAWORLD_SPEC)"
 	touch $(STAMP)
 
 # Trains into RUN_DIR; if RUN_DIR already holds a run, continues it (a finished run is just evaluated).

@@ -1,9 +1,10 @@
 """Task families, registered with Gymnasium under the ``metarl/`` namespace.
 
 Importing ``metarl`` registers them; ``gymnasium.make("metarl/Navigation2D-v0")`` then works.
-The MuJoCo families (``metarl.envs.mujoco.locomotion``, ``metarl.envs.mujoco.dynamics``) are registered by
-entry-point string only, so this module never imports ``mujoco``: without the ``mujoco``
-extra, ``metarl`` imports and making one of them raises an ``ImportError`` that names it.
+The MuJoCo families (``metarl.envs.mujoco.locomotion``, ``metarl.envs.mujoco.dynamics``) and the
+Meta-World families (``metarl.envs.metaworld``) are registered by entry-point string only, so this
+module never imports ``mujoco`` or ``metaworld``: without the ``mujoco`` (or ``metaworld``) extra,
+``metarl`` imports and making one of them raises an ``ImportError`` that names it.
 """
 
 import gymnasium as gym
@@ -11,6 +12,7 @@ import gymnasium as gym
 from metarl.envs.navigation import BatchedNavigation2D, GoalTask, Navigation2DEnv
 
 MUJOCO_HORIZON = 200  # the MAML paper's locomotion horizon
+METAWORLD_HORIZON = 500  # Meta-World's max_path_length
 
 FAMILIES = {
     "metarl/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", 100),
@@ -29,6 +31,10 @@ FAMILIES = {
     "metarl/AntRandParams-v0": ("metarl.envs.mujoco.dynamics:AntRandParamsEnv", MUJOCO_HORIZON),
     "metarl/HopperRandParams-v0": ("metarl.envs.mujoco.dynamics:HopperRandParamsEnv", MUJOCO_HORIZON),
     "metarl/Walker2dRandParams-v0": ("metarl.envs.mujoco.dynamics:Walker2dRandParamsEnv", MUJOCO_HORIZON),
+    # Meta-World's meta-learning benchmarks (envs/metaworld.py; the metaworld extra).
+    "metarl/MetaWorld-ML1-v0": ("metarl.envs.metaworld:MetaWorldML1Env", METAWORLD_HORIZON),
+    "metarl/MetaWorld-ML10-v0": ("metarl.envs.metaworld:MetaWorldML10Env", METAWORLD_HORIZON),
+    "metarl/MetaWorld-ML45-v0": ("metarl.envs.metaworld:MetaWorldML45Env", METAWORLD_HORIZON),
 }
 
 for _id, (_entry, _horizon) in FAMILIES.items():

@@ -44,7 +44,7 @@ from metarl.adaptation import InnerLoop
 from metarl.checkpoint import load_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.errors import CheckpointError
-from metarl.evaluate import adaptation_returns
+from metarl.evaluate import adaptation_returns, adaptation_scores
 from metarl.families import make_family
 from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
@@ -54,7 +54,7 @@ from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import aggregate
-from metarl.task_api import sample_tasks, seed_family
+from metarl.task_api import sample_tasks, sample_test_tasks, seed_family
 from metarl.trainer import Trainer
 
 METHODS = ("maml", "pretrained", "oracle", "random")
@@ -202,7 +202,8 @@ def run_seed(
 
     Returns:
         ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
-        "learning_curve", "seconds"}``.
+        "learning_curve", "seconds"}``, and ``"success"`` (per-task success rates, the same
+        layout) for a family that reports success.
     """
 
     torch.set_num_threads(threads)
@@ -254,6 +255,7 @@ def run_seed(
     policies["random"] = build_policy(config, make_family(config.family, **config.env_kwargs))
 
     returns: dict[str, list[list[float]]] = {}
+    success: dict[str, list[list[float]]] = {}
     step_sizes: dict[str, float] = {"maml": maml_lr}
     lr_scores: dict[str, dict[str, float]] = {}
     for name in METHODS:
@@ -266,11 +268,11 @@ def run_seed(
                 policy, config, env, budget.lr_grid, budget.lr_tasks, budget.eval_episodes, train_seed
             )
         seed_family(env, EVAL_TASK_SEED)
-        tasks = sample_tasks(env, budget.eval_tasks)
+        tasks = sample_test_tasks(env, budget.eval_tasks)  # the meta-test split where the family has one
         sampler = Sampler(env, policy, horizon, EVAL_SAMPLER_SEED)
         t = time.perf_counter()
         with torch.no_grad():
-            r = adaptation_returns(
+            r, rate = adaptation_scores(
                 policy,
                 _adapter(policy, config, step_sizes[name]),
                 sampler,
@@ -280,14 +282,19 @@ def run_seed(
             )
         timings[f"eval_{name}"] = time.perf_counter() - t
         returns[name] = r.tolist()
+        if rate is not None:
+            success[name] = rate.tolist()
     curve = {
         "iteration": [int(r["iteration"]) for r in rows],
         "pre_return": [float(r["pre_return"]) for r in rows],
         "post_return": [float(r["post_return"]) for r in rows],
     }
+    if rows and "post_success" in rows[0]:
+        curve |= {key: [float(r[key]) for r in rows] for key in ("pre_success", "post_success")}
     return {
         "seed": seed,
         "returns": returns,
+        **({"success": success} if success else {}),
         "step_sizes": step_sizes,
         "lr_scores": lr_scores,
         "learning_curve": curve,
@@ -296,17 +303,30 @@ def run_seed(
     }
 
 
-def summarize(per_seed: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
-    """Per method and adaptation step: mean, IQM, bootstrap CIs over ``[seeds, tasks]``."""
+def summarize(
+    per_seed: list[dict[str, Any]], reps: int = 2000, key: str = "returns"
+) -> dict[str, list[dict[str, Any]]]:
+    """Per method and adaptation step: mean, IQM, bootstrap CIs over ``[seeds, tasks]`` of ``key``
+    (``"returns"``, or ``"success"``: the per-task success rates)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name in METHODS:
-        scores = np.array([s["returns"][name] for s in per_seed])  # [seeds, steps + 1, tasks]
+        scores = np.array([s[key][name] for s in per_seed])  # [seeds, steps + 1, tasks]
         out[name] = [{"steps": k, **asdict(aggregate(scores[:, k], reps=reps, seed=k))} for k in range(scores.shape[1])]
     return out
 
 
-def claim(summary: dict[str, list[dict[str, Any]]], step: int = 1) -> dict[str, Any]:
-    """Does MAML after ``step`` steps beat pretrained and random with non-overlapping 95% CIs?"""
+def claim(
+    summary: dict[str, list[dict[str, Any]]],
+    step: int = 1,
+    per_seed: list[dict[str, Any]] | None = None,
+    reps: int = 2000,
+) -> dict[str, Any]:
+    """Does MAML after ``step`` steps beat pretrained and random with non-overlapping 95% CIs?
+
+    With ``per_seed`` also the paired comparison: the bootstrap interval of MAML's return minus
+    the other method's on the same held-out tasks (every method is evaluated on the same tasks
+    with the same random numbers), which the spread of the tasks' own difficulty does not widen.
+    """
     if len(summary["maml"]) <= step:
         return {}
     maml = summary["maml"][step]
@@ -318,7 +338,29 @@ def claim(summary: dict[str, list[dict[str, Any]]], step: int = 1) -> dict[str, 
             "other_mean": o["mean"],
             "non_overlapping": maml["mean_ci"][0] > o["mean_ci"][1],
         }
+        if per_seed is not None:
+            diff = np.array([np.subtract(s["returns"]["maml"][step], s["returns"][other][step]) for s in per_seed])
+            paired = aggregate(diff, reps=reps, seed=step)
+            result[other]["paired_difference"] = {"mean": paired.mean, "mean_ci": list(paired.mean_ci)}
     return result
+
+
+def claim_text(verdict: dict[str, Any]) -> str:
+    """The claim's lines for ``benchmark.md``."""
+    lines = []
+    for k, v in verdict.items():
+        line = (
+            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
+            f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
+        )
+        if "paired_difference" in v:
+            d = v["paired_difference"]
+            line += (
+                f" Paired over the same tasks, MAML minus {k}: {d['mean']:+.2f} [{d['mean_ci'][0]:+.2f}, "
+                f"{d['mean_ci'][1]:+.2f}]."
+            )
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
@@ -435,6 +477,8 @@ def run_benchmark(
         else:
             per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
         summary = summarize(per_seed)
+        success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
+        verdict: dict[str, Any] = claim(summary, per_seed=per_seed)
         title = (
             f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes "
             f"({b.name} budget)"
@@ -448,21 +492,18 @@ def run_benchmark(
             "maml_iterations": maml_iterations(per_seed),  # what each seed's MAML ran (config: what --config says)
             "eval_task_seed": EVAL_TASK_SEED,
             "summary": summary,
-            "claim_one_step": claim(summary),
+            **({"success_summary": success} if success else {}),
+            "claim_one_step": verdict,
             "per_seed": per_seed,
             "wall_seconds": time.perf_counter() - t0,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         }
         (out / "benchmark.json").write_text(json.dumps(report, indent=1))
         text = format_table(summary, title)
-        verdict: dict[str, Any] = claim(summary)
+        if success:
+            text += "\n" + format_table(success, "Success rate (episodes that succeed at any step)")
         if verdict:
-            text += "\n" + "\n".join(
-                f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
-                f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
-                for k, v in verdict.items()
-            )
-            text += "\n"
+            text += "\n" + claim_text(verdict) + "\n"
         text += "\n" + describe_budget(per_seed, b) + "\n"
         text += "\n" + per_seed_means(per_seed, step=1) + "\n"
         text += (

@@ -157,9 +157,14 @@ def _train(args: argparse.Namespace) -> None:
         last = rows[-10:]
         pre = sum(float(r["pre_return"]) for r in last) / len(last)
         post = sum(float(r["post_return"]) for r in last) / len(last)
+        success = ""
+        if "post_success" in rows[-1]:
+            pre_s = sum(float(r["pre_success"]) for r in last) / len(last)
+            post_s = sum(float(r["post_success"]) for r in last) / len(last)
+            success = f" Success rate {pre_s:.0%} before, {post_s:.0%} after."
         print(
             f"Done: iteration {rows[-1]['iteration']}; mean return over the last {len(last)} iterations: {pre:.2f} "
-            f"before adaptation, {post:.2f} after."
+            f"before adaptation, {post:.2f} after.{success}"
         )
     print(
         f"Logs, checkpoints and learning_curve.png are in {trainer.run_dir}; "
@@ -177,11 +182,12 @@ def _evaluate(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
     )
     results = [StepResult(**r) for r in report["results"]]
+    success = [StepResult(**r) for r in report["success"]] if "success" in report else None
     print(
         f"{report['family']} at iteration {report['iteration']}: {report['num_tasks']} held-out tasks "
         f"(seed {report['task_seed']}), {report['episodes_per_task']} episodes each"
     )
-    print(format_table(results))
+    print(format_table(results, success))
     print(f"Saved {Path(args.run_dir) / 'eval.json'} and eval.png")
 
 

@@ -125,12 +125,15 @@ class Episodes:
         actions: ``[K, N, T, act_dim]`` (continuous) or ``[K, N, T]`` (discrete).
         rewards: ``[K, N, T]``.
         mask: ``[K, N, T]`` float, 1 where the step happened.
+        success: ``[K, N, T]`` float, 1 where the step's ``info["success"]`` was true, for
+            families that report success (Meta-World); ``None`` for the others.
     """
 
     observations: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     mask: torch.Tensor
+    success: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         k, n, t = self.rewards.shape
@@ -145,6 +148,8 @@ class Episodes:
                 f"{tuple(self.observations.shape)}, {tuple(self.actions.shape)}, {tuple(self.rewards.shape)}, "
                 f"{tuple(self.mask.shape)}."
             )
+        if self.success is not None and self.success.shape != (k, n, t):
+            raise ValueError(f"Episodes need success [K, N, T] = {(k, n, t)}, got {tuple(self.success.shape)}.")
 
     @property
     def num_tasks(self) -> int:
@@ -162,6 +167,18 @@ class Episodes:
     def episode_returns(self) -> torch.Tensor:
         """Undiscounted return of every episode ``[K, N]``."""
         return (self.rewards * self.mask).sum(-1)
+
+    def episode_success(self) -> torch.Tensor | None:
+        """Whether every episode succeeded at any of its steps ``[K, N]`` (float 0/1, Meta-World's
+        success), or ``None`` when the family reports no success."""
+        if self.success is None:
+            return None
+        return ((self.success * self.mask) > 0).any(-1).to(self.rewards.dtype)
+
+    def success_rate(self) -> float:
+        """The fraction of episodes that succeeded at any step (NaN when the family reports no success)."""
+        success = self.episode_success()
+        return float("nan") if success is None else float(success.mean())
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteBatchError`` naming the field and task if anything is NaN/inf."""
@@ -183,4 +200,10 @@ class Episodes:
         def move(x: torch.Tensor) -> torch.Tensor:
             return x.to(device=device, dtype=dtype if (dtype is not None and x.is_floating_point()) else x.dtype)
 
-        return Episodes(move(self.observations), move(self.actions), move(self.rewards), move(self.mask))
+        return Episodes(
+            move(self.observations),
+            move(self.actions),
+            move(self.rewards),
+            move(self.mask),
+            None if self.success is None else move(self.success),
+        )

@@ -1,9 +1,11 @@
 """Evaluate a trained run: return on fresh tasks after 0..K adaptation steps.
 
-For each held-out task (drawn with a seed disjoint from training), sample episodes with
-the meta-learned parameters, adapt with one policy-gradient step, sample again, and so on
-up to K steps. Report the mean return over tasks and its 95% confidence interval
-(normal approximation over per-task means), as a table, ``eval.json`` and ``eval.png``.
+For each held-out task (drawn with a seed disjoint from training; from the family's
+meta-test split when it has one, as Meta-World's), sample episodes with the meta-learned
+parameters, adapt with one policy-gradient step, sample again, and so on up to K steps.
+Report the mean return over tasks and its 95% confidence interval (normal approximation
+over per-task means), and the success rate the same way for a family that reports success,
+as a table, ``eval.json`` and ``eval.png``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from metarl.policies import Params, Policy
 from metarl.runtime import build_policy, configure_threads, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import normal_interval
-from metarl.task_api import sample_tasks, seed_family
+from metarl.task_api import sample_test_tasks, seed_family
 
 
 @dataclass
@@ -62,19 +64,44 @@ def adaptation_returns(
         max_steps: The largest number of inner steps.
         chunk: Tasks per batch (memory).
     """
+    return adaptation_scores(policy, learner, sampler, tasks, episodes_per_task, max_steps, chunk)[0]
+
+
+def adaptation_scores(
+    policy: Policy,
+    learner: MetaLearner | InnerLoop,
+    sampler: Sampler,
+    tasks: list[Any],
+    episodes_per_task: int,
+    max_steps: int,
+    chunk: int = 50,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``adaptation_returns`` and the per-task success rates beside them.
+
+    Returns:
+        ``(returns, success)``, both ``[max_steps + 1, len(tasks)]``: per task, the mean return
+        and the fraction of episodes that succeeded at any step; ``success`` is ``None`` for a
+        family that reports no success.
+    """
     inner = learner.inner if isinstance(learner, MetaLearner) else learner
-    out = np.zeros((max_steps + 1, len(tasks)))
+    returns = np.zeros((max_steps + 1, len(tasks)))
+    success: np.ndarray | None = None
     for start in range(0, len(tasks), chunk):
         part = tasks[start : start + chunk]
         params: Params = inner.initial_params()
         adaptation: Adaptation | None = None
         for step in range(max_steps + 1):
             episodes = sampler.sample(params, part, episodes_per_task)
-            out[step, start : start + len(part)] = episodes.episode_returns().mean(1).numpy()
+            returns[step, start : start + len(part)] = episodes.episode_returns().mean(1).numpy()
+            episode_success = episodes.episode_success()
+            if episode_success is not None:
+                if success is None:
+                    success = np.zeros_like(returns)
+                success[step, start : start + len(part)] = episode_success.mean(1).numpy()
             if step < max_steps:
                 adaptation = inner.adapt(episodes, adaptation, keep_graph=False)
                 params = adaptation.params
-    return out
+    return returns, success
 
 
 def summarize(returns: np.ndarray) -> list[StepResult]:
@@ -86,12 +113,15 @@ def summarize(returns: np.ndarray) -> list[StepResult]:
     return results
 
 
-def format_table(results: list[StepResult]) -> str:
-    """A plain-text table of the results."""
-    lines = [f"{'adaptation steps':>16}  {'mean return':>12}  {'95% CI':>10}  {'tasks':>6}"]
-    lines += [
-        f"{r.steps:>16d}  {r.mean:>12.2f}  {'+/- ' + format(r.ci95, '.2f'):>10}  {r.num_tasks:>6d}" for r in results
-    ]
+def format_table(results: list[StepResult], success: list[StepResult] | None = None) -> str:
+    """A plain-text table of the results (with success rates beside them when given)."""
+    head = f"{'adaptation steps':>16}  {'mean return':>12}  {'95% CI':>10}"
+    lines = [head + (f"  {'success':>8}  {'95% CI':>9}" if success else "") + f"  {'tasks':>6}"]
+    for i, r in enumerate(results):
+        line = f"{r.steps:>16d}  {r.mean:>12.2f}  {'+/- ' + format(r.ci95, '.2f'):>10}"
+        if success:
+            line += f"  {success[i].mean:>8.1%}  {'+/- ' + format(success[i].ci95, '.1%'):>9}"
+        lines.append(line + f"  {r.num_tasks:>6d}")
     return "\n".join(lines)
 
 
@@ -135,10 +165,10 @@ def evaluate_run(
         raise CheckpointError(f"{ckpt_path} does not match the policy of its config: {e}") from e
     learner = make_learner(config, policy, "cpu")  # every learner adapts with the same inner step
     sampler = Sampler(config.family, policy, config.horizon, task_seed + 1, config.env_kwargs)
-    tasks = sample_tasks(family, num_tasks)
+    tasks = sample_test_tasks(family, num_tasks)
     n = episodes_per_task or config.episodes_per_task
     with torch.no_grad():
-        returns = adaptation_returns(policy, learner, sampler, tasks, n, max_steps)
+        returns, success = adaptation_scores(policy, learner, sampler, tasks, n, max_steps)
     results = summarize(returns)
     report = {
         "run_dir": str(run_dir),
@@ -152,6 +182,9 @@ def evaluate_run(
         "results": [asdict(r) for r in results],
         "per_task_returns": returns.tolist(),
     }
+    if success is not None:
+        report["success"] = [asdict(r) for r in summarize(success)]
+        report["per_task_success"] = success.tolist()
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
     plot_adaptation(results, run_dir / "eval.png", f"{config.family}, iteration {report['iteration']}")
     return report

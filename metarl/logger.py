@@ -44,6 +44,16 @@ class IterationRow:
 
 
 COLUMNS = [f.name for f in fields(IterationRow)]
+SUCCESS_COLUMNS = ("pre_success", "post_success")
+"""Appended for families that report success (``task_api.reports_success``): the fraction of
+the iteration's pre- / post-adaptation episodes that succeeded at any step."""
+
+
+def columns_for(success: bool) -> list[str]:
+    """The columns of ``progress.csv``: ``COLUMNS``, plus ``SUCCESS_COLUMNS`` when ``success``."""
+    return [*COLUMNS, *SUCCESS_COLUMNS] if success else list(COLUMNS)
+
+
 TIMING_COLUMNS = (
     "sample_seconds",
     "update_seconds",
@@ -55,7 +65,7 @@ TIMING_COLUMNS = (
 )
 
 
-def repair_log(path: str | Path, last_iteration: int) -> list[str]:
+def repair_log(path: str | Path, last_iteration: int, columns: list[str] | None = None) -> list[str]:
     """Make ``progress.csv`` hold exactly the well-formed rows of iterations ``1..last_iteration``.
 
     Used on resume, before training continues from a checkpoint at ``last_iteration``.
@@ -65,10 +75,16 @@ def repair_log(path: str | Path, last_iteration: int) -> list[str]:
     noted too. When anything is noted the original file is kept as
     ``progress.csv.damaged-<time>`` (nothing a user saved is lost).
 
+    Args:
+        path: The ``progress.csv``.
+        last_iteration: The checkpoint's iteration.
+        columns: The run's columns (``columns_for``; default ``COLUMNS``).
+
     Returns:
         One line per problem found; ``[]`` for a healthy log.
     """
     path = Path(path)
+    columns = list(columns or COLUMNS)
     if not path.exists():
         return (
             [f"{path.name} is missing; the log restarts at iteration {last_iteration + 1}."] if last_iteration else []
@@ -78,9 +94,9 @@ def repair_log(path: str | Path, last_iteration: int) -> list[str]:
     notes: list[str] = []
     rows: list[dict[str, str]] = []
     header = next(csv.reader([lines[0]])) if lines else []
-    if header != COLUMNS:
+    if header != columns:
         notes.append(f"{path.name} has no valid header line")
-        header = COLUMNS
+        header = columns
         body = enumerate(lines, start=1)
     else:
         body = enumerate(lines[1:], start=2)
@@ -96,7 +112,7 @@ def repair_log(path: str | Path, last_iteration: int) -> list[str]:
         row = dict(zip(header, values))
         try:
             iteration = int(row["iteration"])
-            for column in COLUMNS:
+            for column in columns:
                 float(row[column])
         except ValueError:
             notes.append(f"line {number} holds a value that is not a number")
@@ -117,7 +133,7 @@ def repair_log(path: str | Path, last_iteration: int) -> list[str]:
         backup.write_bytes(raw)
         rows.sort(key=lambda r: int(r["iteration"]))
         with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
         notes.append(f"the original is kept as {backup.name}")
@@ -138,20 +154,28 @@ class RunLogger:
         tensorboard: Write TensorBoard events under ``run_dir/tb`` if the extra is installed.
         resume_from: Keep only rows with ``iteration <= resume_from`` (used on resume, so
             the log matches the checkpoint); ``None`` starts a new log.
+        columns: The columns (``columns_for``; default ``COLUMNS``).
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_from: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = True,
+        resume_from: int | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
         self.path = Path(run_dir) / "progress.csv"
+        self.columns = list(columns or COLUMNS)
         if resume_from is not None and self.path.exists():
             rows = [r for r in read_csv(self.path) if int(r["iteration"]) <= resume_from]
         else:
             rows = []
         with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(rows)
         self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
         self._tb = None
         if tensorboard:
             try:
@@ -168,10 +192,10 @@ class RunLogger:
 
     def log(self, row: dict[str, Any]) -> None:
         """Write one iteration's metrics (flushed at once, so a crash loses nothing logged)."""
-        self._writer.writerow({k: row[k] for k in COLUMNS})
+        self._writer.writerow({k: row[k] for k in self.columns})
         self._file.flush()
         if self._tb is not None:
-            for key in COLUMNS[1:]:
+            for key in self.columns[1:]:
                 self._tb.add_scalar(key, float(row[key]), int(row["iteration"]))
             self._tb.flush()
 

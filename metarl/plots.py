@@ -28,7 +28,8 @@ def pyplot() -> Any:
 
 
 def plot_learning_curve(run_dir: str | Path, title: str | None = None) -> Path | None:
-    """Plot pre- and post-adaptation return per iteration to ``learning_curve.png``.
+    """Plot pre- and post-adaptation return per iteration to ``learning_curve.png``, and the
+    success rates beside it for a family that reports success.
 
     Returns ``None`` (and writes nothing) without the ``plot`` extra.
     """
@@ -39,14 +40,16 @@ def plot_learning_curve(run_dir: str | Path, title: str | None = None) -> Path |
     if not rows:
         return None
     it = [int(r["iteration"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(it, [float(r["pre_return"]) for r in rows], label="before adaptation")
-    ax.plot(it, [float(r["post_return"]) for r in rows], label="after adaptation")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("mean return")
-    ax.set_title(title or f"{Path(run_dir).name}: meta-training")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    panels = [("return", "mean return")] + ([("success", "success rate")] if "post_success" in rows[0] else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], panels):
+        ax.plot(it, [float(r[f"pre_{metric}"]) for r in rows], label="before adaptation")
+        ax.plot(it, [float(r[f"post_{metric}"]) for r in rows], label="after adaptation")
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel(label)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    axes[0][0].set_title(title or f"{Path(run_dir).name}: meta-training")
     fig.tight_layout()
     out = Path(run_dir) / "learning_curve.png"
     fig.savefig(out, dpi=100)

@@ -108,6 +108,8 @@ class SamplerWorker:
             "rewards": episodes.rewards.numpy(),
             "mask": episodes.mask.numpy(),
         }
+        if episodes.success is not None:
+            arrays["success"] = episodes.success.numpy()
         return arrays, steps, time.perf_counter() - start
 
 
@@ -290,7 +292,8 @@ class RaySampler:
             # a torch allocation (aligned as the local sampler's): MKL may round unaligned inputs differently
             return torch.from_numpy(np.concatenate([r[0][key][:, :, :steps] for r in results], axis=0)).clone()
 
-        episodes = Episodes(cat("observations"), cat("actions"), cat("rewards"), cat("mask"))
+        success = cat("success") if all("success" in r[0] for r in results) else None
+        episodes = Episodes(cat("observations"), cat("actions"), cat("rewards"), cat("mask"), success)
         self.last_phase = {
             "seconds": time.perf_counter() - start,
             "worker_seconds": [r[2] for r in results],

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
-from metarl.benchmark import maml_iterations, seed_means
+from metarl.benchmark import claim, maml_iterations, seed_means
 from metarl.logger import read_csv
 
 BLOCK = re.compile(r"^(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)^(<!-- end generated -->)", re.DOTALL | re.MULTILINE)
@@ -101,11 +101,15 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
             cells[1] = f"**{cells[1]}**"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
-    for other, verdict in report.get("claim_one_step", {}).items():
+    # Recomputed from the per-task returns, so results written before the paired comparison existed get it too.
+    verdicts = claim(summary, per_seed=per_seed) if report.get("claim_one_step") else {}
+    for other, verdict in verdicts.items():
         word = "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
+        d = verdict["paired_difference"]
         lines.append(
             f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} "
-            f"{_num(verdict['other_mean'], signed)}: 95% CIs {word}."
+            f"{_num(verdict['other_mean'], signed)}: 95% CIs {word}; paired over the same tasks, MAML minus {other} "
+            f"{d['mean']:+.1f} [{d['mean_ci'][0]:+.1f}, {d['mean_ci'][1]:+.1f}]."
         )
     if steps > 1:
         parts = [

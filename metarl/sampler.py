@@ -11,6 +11,10 @@ The sampler is the only module that touches environments. Rollouts run on the CP
 calling process, so an exception inside an env surfaces at once as a ``SamplerError``
 (no worker processes to hang).
 
+Success: when the env's steps report ``info["success"]`` (Meta-World), ``Episodes.success``
+holds it per step (a batched env reports it as a ``last_success`` tensor ``[B]`` after each
+``step``; the vector-env path reads the infos); otherwise it is ``None``.
+
 Two optional hooks of a batched env: a ``reset`` that takes ``seed`` gets one seed per
 ``sample`` call from the sampler's RNG (episode ``b`` should start as the single env's
 ``reset(seed=seed + b)``, as on the vector-env path, which gets the same seed); a
@@ -45,6 +49,7 @@ class VectorEnvBatch:
             env.unwrapped.set_task(tasks[i // episodes_per_task])  # type: ignore[attr-defined]
         self.seed = seed
         self.split_invariant = True  # env i resets with seed + i; each copy draws from its own RNG
+        self.last_success: torch.Tensor | None = None  # info["success"] of the last step, where the envs report it
 
     def reset(self) -> torch.Tensor:
         obs, _ = self.vec.reset(seed=[self.seed + i for i in range(self.num_envs)])
@@ -54,7 +59,10 @@ class VectorEnvBatch:
         a = actions.numpy()
         if not self.discrete:
             a = a.astype(self.vec.single_action_space.dtype, copy=False)  # type: ignore[union-attr]
-        obs, reward, terminated, truncated, _ = self.vec.step(a)
+        obs, reward, terminated, truncated, infos = self.vec.step(a)
+        if "success" in infos:  # Gymnasium's vector infos: values [B], and "_success" where an env set one
+            given = np.asarray(infos.get("_success", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+            self.last_success = torch.as_tensor(given & (np.asarray(infos["success"], dtype=np.float64) > 0))
         done = torch.as_tensor(np.logical_or(terminated, truncated))
         return torch.as_tensor(np.asarray(obs), dtype=torch.float32), torch.as_tensor(reward, dtype=torch.float32), done
 
@@ -235,6 +243,7 @@ class Sampler:
         act_buf: torch.Tensor | None = None
         rew_buf = torch.zeros(t_max, k * n)
         mask_buf = torch.zeros(t_max, k * n)
+        success_buf: torch.Tensor | None = None
         alive = torch.ones(k * n, dtype=torch.bool)
         steps = t_max
         padded = torch.zeros(total, n, obs.shape[-1]) if total != k else None  # a slice's rows in the whole batch
@@ -259,6 +268,11 @@ class Sampler:
                     f"The environment raised {type(e).__name__} at step {t} of a batch of {k} tasks x {n} episodes: {e}"
                 ) from e
             rew_buf[t] = reward
+            success = getattr(env, "last_success", None)
+            if success is not None:
+                if success_buf is None:
+                    success_buf = torch.zeros(t_max, k * n)
+                success_buf[t] = success
             alive = alive & ~done
             if not bool(alive.any()) and steps == t_max:
                 steps = t + 1
@@ -271,7 +285,8 @@ class Sampler:
             x = x[:length]
             return x.reshape(length, k, n, *x.shape[2:]).movedim(0, 2).contiguous()
 
-        return Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf)), steps
+        success_knt = None if success_buf is None else to_knt(success_buf)
+        return Episodes(to_knt(obs_buf), to_knt(act_buf), to_knt(rew_buf), to_knt(mask_buf), success_knt), steps
 
     def start(self) -> None:
         """Nothing to start for the local sampler (the Ray sampler connects and starts its workers)."""

@@ -10,6 +10,9 @@ three methods::
 A family may also offer a *batched* implementation, a ``BatchedTaskEnv`` that steps many
 (task, episode) pairs at once as tensors (its ``make_batched(tasks, episodes_per_task)``);
 the sampler uses it when present and falls back to a Gymnasium vector env otherwise.
+Two optional extras: ``sample_test_tasks(n)``, a meta-test split that evaluation adapts on
+instead of fresh ``sample_tasks`` draws (Meta-World), and ``reports_success = True`` for a
+family whose ``step`` puts ``info["success"]`` (logs then show success rates).
 How to get a family by name is ``metarl.families``.
 
 Example:
@@ -127,6 +130,35 @@ def sample_tasks(env: gym.Env, n: int) -> list[Any]:
     if len(tasks) != n:
         raise TaskAPIError(f"{name}.sample_tasks({n}) returned {len(tasks)} tasks, not {n}. Return exactly n tasks.")
     return tasks
+
+
+def sample_test_tasks(env: gym.Env, n: int) -> list[Any]:
+    """``n`` held-out tasks for evaluation: the family's ``sample_test_tasks(n)`` when it has a
+    meta-test split of its own (Meta-World's test goals and classes), else ``sample_tasks(n)``
+    (fresh draws from the training distribution, from an RNG seeded apart from training's).
+
+    Raises:
+        TaskAPIError: As ``sample_tasks``.
+    """
+    base = env.unwrapped
+    if not callable(getattr(base, "sample_test_tasks", None)):
+        return sample_tasks(env, n)
+    name = type(base).__name__
+    try:
+        tasks = base.sample_test_tasks(n)  # type: ignore[attr-defined]
+    except MetarlError:
+        raise
+    except Exception as e:
+        raise TaskAPIError(f"{name}.sample_test_tasks({n}) raised {type(e).__name__}: {e}. Fix the family.") from e
+    if not isinstance(tasks, list) or len(tasks) != n:
+        raise TaskAPIError(f"{name}.sample_test_tasks({n}) must return a list of {n} tasks, got {tasks!r:.200}.")
+    return tasks
+
+
+def reports_success(env: gym.Env) -> bool:
+    """Whether the family says its steps report ``info["success"]`` (``reports_success = True``),
+    so that logs get success-rate columns."""
+    return bool(getattr(env.unwrapped, "reports_success", False))
 
 
 def seed_family(env: gym.Env, seed: int) -> None:

@@ -28,7 +28,7 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.errors import CheckpointError, ConfigError, MetarlError, RunDirError, RunExistsError, TrainingDivergedError
 from metarl.families import make_family
 from metarl.learners import make_learner
-from metarl.logger import IterationRow, RunLogger, repair_log
+from metarl.logger import IterationRow, RunLogger, columns_for, repair_log
 from metarl.plots import plot_learning_curve
 from metarl.run_lock import RunLock
 from metarl.runtime import (
@@ -40,7 +40,7 @@ from metarl.runtime import (
     resolve_device,
     seed_streams,
 )
-from metarl.task_api import sample_tasks, seed_family
+from metarl.task_api import reports_success, sample_tasks, seed_family
 
 
 class Trainer:
@@ -82,6 +82,8 @@ class Trainer:
         sample_tasks(self.family, config.meta_batch_size)  # a broken sample_tasks fails before anything is written
         self.family.unwrapped.np_random.bit_generator.state = task_rng
         check_memory(config, self.family)
+        self.columns = columns_for(reports_success(self.family))
+        """The columns of ``progress.csv`` (with success rates for a family that reports success)."""
         torch.manual_seed(seeds["init"])
         self.policy = build_policy(config, self.family).to(self.device)
         self.sampler_policy = build_policy(config, self.family)  # CPU twin used only for its functions
@@ -204,7 +206,7 @@ class Trainer:
         env_steps = sum(e.num_steps for e in inner_episodes) + post_episodes.num_steps
         self.iteration += 1
         self.total_env_steps += env_steps
-        return IterationRow(
+        row = IterationRow(
             iteration=self.iteration,
             pre_return=float(inner_episodes[0].episode_returns().mean()),
             post_return=float(post_episodes.episode_returns().mean()),
@@ -225,6 +227,10 @@ class Trainer:
             line_search_seconds=stats.line_search_seconds,
             env_steps_per_second=env_steps / max(sample_time, 1e-9),
         ).as_dict()
+        if len(self.columns) > len(row):
+            row["pre_success"] = inner_episodes[0].success_rate()
+            row["post_success"] = post_episodes.success_rate()
+        return row
 
     def train(self) -> list[dict[str, Any]]:
         """Train up to ``config.num_iterations``; returns the rows logged by this call.
@@ -272,7 +278,7 @@ class Trainer:
         if not self.owns_run_dir:
             self.run_id = uuid.uuid4().hex
         else:  # at iteration 0 too: a run that failed in its first iteration resumes from its start
-            self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration)
+            self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration, self.columns)
             for note in self.log_notes:
                 print(f"note: repaired {self.run_dir / 'progress.csv'}: {note}", file=sys.stderr)
             self.run_id = self.run_id or uuid.uuid4().hex  # a run from before run ids
@@ -280,7 +286,10 @@ class Trainer:
         self.owns_run_dir = True
         self.config.save(self.run_dir / "config.yaml")
         logger = RunLogger(
-            self.run_dir, self.config.tensorboard, resume_from=self.iteration if self.iteration > 0 else None
+            self.run_dir,
+            self.config.tensorboard,
+            resume_from=self.iteration if self.iteration > 0 else None,
+            columns=self.columns,
         )
         rows: list[dict[str, Any]] = []
         callbacks = [

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.benchmark import BUDGETS, METHODS, Budget, claim, format_table, get_budget, run_benchmark, summarize
+from metarl.benchmark import (
+    BUDGETS,
+    METHODS,
+    Budget,
+    claim,
+    claim_text,
+    format_table,
+    get_budget,
+    run_benchmark,
+    summarize,
+)
 from metarl.families import make_family
 from metarl.reference_methods import (
     NewTaskEachEpisode,
@@ -122,6 +132,33 @@ def test_summary_and_claim() -> None:
     assert not claim(close)["pretrained"]["non_overlapping"]
     table = format_table(summary, "t")
     assert "| maml |" in table and "1 step: mean [95% CI]" in table
+
+
+def test_the_paired_difference_sees_through_the_spread_of_task_difficulty() -> None:
+    """Tasks whose difficulty varies far more than the methods differ: the per-method CIs
+    overlap, the interval of MAML minus the other on the same tasks excludes 0."""
+    rng = np.random.default_rng(1)
+    per_seed = []
+    for _ in range(3):
+        difficulty = rng.normal(0, 50, 40)  # shared by every method on a task
+        per_seed.append(
+            {
+                "returns": {
+                    m: [list(difficulty + offset + rng.normal(0, 1, 40)) for _ in range(2)]
+                    for m, offset in {"maml": 5.0, "pretrained": 0.0, "oracle": 9.0, "random": -1.0}.items()
+                },
+                "success": {m: [list(rng.uniform(0, 1, 40)) for _ in range(2)] for m in METHODS},
+            }
+        )
+    summary = summarize(per_seed, reps=300)
+    verdict = claim(summary, per_seed=per_seed, reps=300)
+    for other, gap in (("pretrained", 5.0), ("random", 6.0)):
+        assert not verdict[other]["non_overlapping"]
+        d = verdict[other]["paired_difference"]
+        assert d["mean"] == pytest.approx(gap, abs=0.5) and d["mean_ci"][0] > 0
+    assert "Paired over the same tasks, MAML minus pretrained: +" in claim_text(verdict)
+    rates = summarize(per_seed, reps=50, key="success")
+    assert all(0 <= r["mean"] <= 1 for r in rates["maml"])
 
 
 def test_budgets_and_bad_arguments(tmp_path) -> None:

@@ -68,7 +68,11 @@ def stacked(params: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     return {n: p.expand(k, *p.shape) + 0.1 * torch.randn((k, *p.shape), generator=g) for n, p in params.items()}
 
 
-@pytest.mark.parametrize("family", ["Navigation2D", "user_families:GoodFamily"])
+def same_success(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
+@pytest.mark.parametrize("family", ["Navigation2D", "user_families:GoodFamily", "user_families:WithSuccess"])
 def test_the_episodes_are_the_local_samplers_for_any_number_of_workers(local_ray, family: str) -> None:
     policy, tasks = setup(family)
     shared = policy.get_params()
@@ -84,6 +88,8 @@ def test_the_episodes_are_the_local_samplers_for_any_number_of_workers(local_ray
             got = [sampler.sample(p, tasks, 3) for p in (shared, per_task, shared)]
             for e, g in zip(expected, got):
                 assert all(torch.equal(getattr(e, f), getattr(g, f)) for f in FIELDS), (family, workers)
+                assert same_success(e.success, g.success), (family, workers)
+            assert (expected[0].success is not None) == family.endswith("WithSuccess")
             assert torch.equal(sampler.generator.get_state(), local.generator.get_state())
             assert sampler.np_rng.bit_generator.state == local.np_rng.bit_generator.state
     finally:

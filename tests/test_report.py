@@ -79,7 +79,11 @@ def test_render_benchmark_writes_every_number_from_the_report() -> None:
     assert "PPO baselines 1,000,000 env steps each" in text and "`benchmarks/results/benchmark-x/`" in text
     assert "| MAML | -14.0 [-20.0, -8.0] | **+261.0 [+250.0, +272.0]** |" in text  # signed: some returns are positive
     assert "| random initialization | -24.0 [-30.0, -18.0] | -9.0 [-15.0, -3.0] |" in text
-    assert "- After one step MAML +261.0 vs pretrained -11.0: 95% CIs do not overlap." in text
+    # paired: MAML minus pretrained per task is 263 and 281 in both seeds (mean 272), recomputed from per_seed
+    assert (
+        "- After one step MAML +261.0 vs pretrained -11.0: 95% CIs do not overlap; paired over the same tasks, MAML "
+        "minus pretrained +272.0 [+263.0, +281.0]." in text
+    )
     # per-seed means after one step: seed 0 (250 + 270) / 2, seed 1 the same + 2
     assert "- Per-seed means after one step (seeds 0 / 1): maml +260.0 / +262.0; pretrained -12.0 / -10.0;" in text
 

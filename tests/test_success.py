@@ -1,0 +1,70 @@
+"""Success rates: recorded per step from ``info["success"]``, logged, evaluated (``user_families.WithSuccess``)."""
+
+from __future__ import annotations
+
+import torch
+from helpers import TINY
+
+from metarl.config import load_config
+from metarl.episodes import Episodes
+from metarl.evaluate import evaluate_run
+from metarl.families import make_family
+from metarl.logger import COLUMNS, SUCCESS_COLUMNS, read_csv
+from metarl.runtime import build_policy
+from metarl.sampler import Sampler
+from metarl.task_api import reports_success, sample_tasks, seed_family
+from metarl.trainer import Trainer
+
+FAMILY = "user_families:WithSuccess"
+
+
+def sample(family: str, horizon: int = 30) -> tuple[Episodes, list]:
+    config = load_config("2d-navigation", [f"family={family}", f"horizon={horizon}", "hidden_sizes=[8]"])
+    env = make_family(family)
+    seed_family(env, 0)
+    torch.manual_seed(0)
+    policy = build_policy(config, env)
+    tasks = sample_tasks(env, 4)
+    return Sampler(family, policy, horizon, seed=3).sample(policy.get_params(), tasks, 5), tasks
+
+
+def test_the_sampler_records_each_steps_success_and_episodes_succeed_at_any_step() -> None:
+    episodes, tasks = sample(FAMILY)
+    assert episodes.success is not None and episodes.success.shape == episodes.rewards.shape
+    # The family's success is |position - goal| < 0.05 after the step: the next observation.
+    goals = torch.tensor([t["goal"] for t in tasks]).view(4, 1, 1)
+    after = episodes.observations[:, :, 1:, 0]
+    expected = ((after - goals).abs() < 0.05).float()
+    assert torch.equal(episodes.success[:, :, :-1], expected)
+    assert 0 < expected.sum() < expected.numel()  # some steps succeed, not all
+    per_episode = episodes.episode_success()
+    assert per_episode is not None
+    assert torch.equal(per_episode, (episodes.success > 0).any(-1).float())
+    assert episodes.success_rate() == float(per_episode.mean())
+
+
+def test_a_family_without_success_has_none_and_keeps_its_columns(tmp_path) -> None:
+    episodes, _ = sample("user_families:GoodFamily")
+    assert episodes.success is None and episodes.episode_success() is None
+    assert not reports_success(make_family("user_families:GoodFamily"))
+    Trainer(load_config("2d-navigation", [*TINY, "num_iterations=1"]), tmp_path / "run", progress=False).train()
+    assert list(read_csv(tmp_path / "run" / "progress.csv")[0]) == COLUMNS
+
+
+def test_training_logs_success_rates_resumes_and_evaluate_reports_them(tmp_path) -> None:
+    overrides = [*TINY, f"family={FAMILY}", "horizon=30", "num_iterations=2", "checkpoint_every=1"]
+    Trainer(load_config("2d-navigation", overrides), tmp_path / "run", progress=False).train()
+    resumed = Trainer.resume(tmp_path / "run", num_iterations=3, progress=False)
+    resumed.train()
+    assert resumed.log_notes == []  # the success columns are the run's own header, not damage
+    rows = read_csv(tmp_path / "run" / "progress.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert list(rows[0]) == [*COLUMNS, *SUCCESS_COLUMNS]
+    for r in rows:
+        assert all(0.0 <= float(r[c]) <= 1.0 for c in SUCCESS_COLUMNS)
+    assert any(float(r[c]) > 0 for r in rows for c in SUCCESS_COLUMNS)
+
+    report = evaluate_run(tmp_path / "run", num_tasks=6, episodes_per_task=3, max_steps=1)
+    assert [r["steps"] for r in report["success"]] == [0, 1]
+    assert all(r["num_tasks"] == 6 and 0.0 <= r["mean"] <= 1.0 for r in report["success"])
+    assert len(report["per_task_success"]) == 2 and len(report["per_task_success"][0]) == 6
