@@ -197,8 +197,14 @@ def run_seed(
     maml_run: str | None = None,
     progress: bool = False,
     threads: int = 1,
+    reuse: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or load) every method for one seed and evaluate them; safe to run in a worker process.
+
+    With ``reuse`` (this seed's entry of an earlier ``benchmark.json`` with the same settings,
+    ``reusable_baselines``) the PPO baselines are not trained again: their returns are copied,
+    and the random baseline is evaluated again and must come out bit-identical, the check that
+    the evaluation itself has not changed since.
 
     Returns:
         ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
@@ -235,7 +241,10 @@ def run_seed(
     hidden = tuple(config.hidden_sizes)
     if config.activation != "tanh":
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
+    reused = ("pretrained", "oracle") if reuse is not None else ()
     for name, oracle in (("pretrained", False), ("oracle", True)):
+        if name in reused:
+            continue
         t = time.perf_counter()
         _say(seed, f"training PPO {name} ({budget.ppo_timesteps:,} env steps) ...")
         model = train_ppo(
@@ -259,6 +268,14 @@ def run_seed(
     step_sizes: dict[str, float] = {"maml": maml_lr}
     lr_scores: dict[str, dict[str, float]] = {}
     for name in METHODS:
+        if name in reused:
+            assert reuse is not None
+            returns[name], step_sizes[name] = reuse["returns"][name], reuse["step_sizes"][name]
+            lr_scores[name] = reuse["lr_scores"].get(name, {})
+            if "success" in reuse:
+                success[name] = reuse["success"][name]
+            timings[name] = 0.0
+            continue
         _say(seed, f"evaluating {name} after 0..{budget.max_steps} steps on {budget.eval_tasks} held-out tasks ...")
         policy = policies[name].float()
         env = _family_env(config, oracle=name == "oracle")
@@ -284,6 +301,12 @@ def run_seed(
         returns[name] = r.tolist()
         if rate is not None:
             success[name] = rate.tolist()
+        if reuse is not None and name == "random" and returns[name] != reuse["returns"]["random"]:
+            raise ValueError(
+                f"Seed {seed}: the random baseline evaluated now differs from the benchmark whose baselines are "
+                "reused, so the evaluation has changed since it was written; run the benchmark without "
+                "--baselines-from."
+            )
     curve = {
         "iteration": [int(r["iteration"]) for r in rows],
         "pre_return": [float(r["pre_return"]) for r in rows],
@@ -300,7 +323,65 @@ def run_seed(
         "learning_curve": curve,
         "maml_config": maml_config,
         "seconds": timings,
+        **({"baselines_reused": list(reused)} if reused else {}),
     }
+
+
+# What the baselines' training and evaluation depend on: a benchmark that differs in none of these
+# gets the same pretrained, oracle and random returns.
+BASELINE_CONFIG_KEYS = (
+    "family",
+    "env_kwargs",
+    "horizon",
+    "hidden_sizes",
+    "activation",
+    "init_std",
+    "gamma",
+    "gae_lambda",
+    "normalize_advantages",
+)
+BASELINE_BUDGET_KEYS = ("ppo_timesteps", "eval_tasks", "eval_episodes", "max_steps", "lr_grid", "lr_tasks")
+
+
+def reusable_baselines(path: str | Path, config: TrainConfig, budget: Budget, seeds: Sequence[int]) -> list[dict]:
+    """The per-seed entries of the benchmark at ``path`` (its ``benchmark.json`` or folder), checked reusable.
+
+    Raises:
+        ValueError: No such file, or it differs from this benchmark in a setting the baselines
+            depend on (named), or lacks a seed.
+    """
+    file = Path(path) / "benchmark.json" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise ValueError(f"--baselines-from {path}: no benchmark.json there.")
+    try:
+        old = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--baselines-from {file} is not valid JSON ({e}).") from e
+    new_config, new_budget = config.to_dict(), asdict(budget)
+    for key in BASELINE_CONFIG_KEYS:
+        if old["config"].get(key) != new_config[key]:
+            raise ValueError(
+                f"--baselines-from {file}: its {key} is {old['config'].get(key)!r}, this benchmark's "
+                f"{new_config[key]!r}; the baselines would differ. Benchmark with the same settings or train the "
+                "baselines again."
+            )
+    for key in BASELINE_BUDGET_KEYS:
+        if list(np.atleast_1d(old["budget"].get(key))) != list(np.atleast_1d(new_budget[key])):
+            raise ValueError(
+                f"--baselines-from {file}: its budget's {key} is {old['budget'].get(key)!r}, this benchmark's "
+                f"{new_budget[key]!r}. Use the same budget (and --ppo-timesteps)."
+            )
+    if old.get("eval_task_seed") != EVAL_TASK_SEED:
+        raise ValueError(
+            f"--baselines-from {file} used other held-out tasks (eval_task_seed {old.get('eval_task_seed')})."
+        )
+    by_seed = {s["seed"]: s for s in old["per_seed"]}
+    missing = [s for s in seeds if s not in by_seed]
+    if missing:
+        raise ValueError(
+            f"--baselines-from {file} has no seed {', '.join(map(str, missing))} (it has {sorted(by_seed)})."
+        )
+    return [by_seed[s] for s in seeds]
 
 
 def summarize(
@@ -418,6 +499,7 @@ def run_benchmark(
     jobs: int = 1,
     ppo_timesteps: int | None = None,
     progress: bool = False,
+    baselines_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring and write its outputs to ``out``.
 
@@ -431,6 +513,8 @@ def run_benchmark(
         jobs: Seeds run in parallel processes (one torch thread each).
         ppo_timesteps: Override the budget's PPO steps.
         progress: Show MAML's progress bar.
+        baselines_from: An earlier benchmark (folder or ``benchmark.json``) with the same
+            settings whose PPO baselines to reuse instead of training them (``run_seed``).
 
     Returns:
         The report written to ``benchmark.json``.
@@ -455,6 +539,7 @@ def run_benchmark(
     )
     for run in maml_runs or []:  # fail before anything is written
         load_checkpoint(Path(run) / "checkpoints" / "last.pt")
+    reuse = reusable_baselines(baselines_from, cfg, b, seeds) if baselines_from is not None else [None] * len(seeds)
     out = Path(out)
     with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
         if (out / "progress.csv").exists() or (out / "checkpoints").exists():
@@ -470,12 +555,13 @@ def run_benchmark(
         t0 = time.perf_counter()
         runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
         if jobs > 1 and len(seeds) > 1:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+            n = len(seeds)
+            with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
                 per_seed = list(
-                    pool.map(run_seed, [cfg] * len(seeds), [b] * len(seeds), seeds, [str(out)] * len(seeds), runs)
+                    pool.map(run_seed, [cfg] * n, [b] * n, seeds, [str(out)] * n, runs, [False] * n, [1] * n, reuse)
                 )
         else:
-            per_seed = [run_seed(cfg, b, s, str(out), r, progress) for s, r in zip(seeds, runs)]
+            per_seed = [run_seed(cfg, b, s, str(out), r, progress, reuse=u) for s, r, u in zip(seeds, runs, reuse)]
         summary = summarize(per_seed)
         success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
         verdict: dict[str, Any] = claim(summary, per_seed=per_seed)
@@ -489,6 +575,7 @@ def run_benchmark(
             "seeds": seeds,
             "config": cfg.to_dict(),
             "maml_runs": maml_runs,
+            **({"baselines_from": str(baselines_from)} if baselines_from is not None else {}),
             "maml_iterations": maml_iterations(per_seed),  # what each seed's MAML ran (config: what --config says)
             "eval_task_seed": EVAL_TASK_SEED,
             "summary": summary,

@@ -108,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
         "--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)"
     )
     bench.add_argument("--jobs", type=_count(1), default=1, help="seeds in parallel processes (one torch thread each)")
+    bench.add_argument(
+        "--baselines-from",
+        metavar="BENCHMARK",
+        help="reuse the PPO baselines of an earlier benchmark with the same settings (its folder) instead of training",
+    )
 
     check = sub.add_parser("check-env", help="check that a task family is ready for meta-training")
     check.add_argument("target", help="a family id (Navigation2D), a Gymnasium id, or package.module:ClassName")
@@ -196,7 +201,15 @@ def _benchmark(args: argparse.Namespace) -> None:
     out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
     try:
         report = run_benchmark(
-            args.config, args.budget, args.seeds, out, args.overrides, args.maml_runs, args.jobs, args.ppo_timesteps
+            args.config,
+            args.budget,
+            args.seeds,
+            out,
+            args.overrides,
+            args.maml_runs,
+            args.jobs,
+            args.ppo_timesteps,
+            baselines_from=args.baselines_from,
         )
     except (ValueError, FileExistsError) as e:
         if isinstance(e, USER_ERRORS):

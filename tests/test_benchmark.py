@@ -210,6 +210,38 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
         maml_runs=[str(out / "runs" / "maml-seed0")],
     )
     assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
+    # ... and the PPO baselines of the first benchmark reused: the random baseline, evaluated again,
+    # is bit-identical (the check that the evaluation has not changed), the others copied.
+    reused = run_benchmark(
+        "2d-navigation",
+        tiny,
+        seeds=[0],
+        out=tmp_path / "reused",
+        overrides=["horizon=20", "hidden_sizes=[8]"],
+        maml_runs=[str(out / "runs" / "maml-seed0")],
+        baselines_from=out,
+    )
+    assert reused["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
+    assert reused["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
+    assert reused["baselines_from"] == str(out)
+    with pytest.raises(ValueError, match="its horizon is 20, this benchmark's 30; the baselines would differ"):
+        run_benchmark(
+            "2d-navigation", tiny, [0], tmp_path / "h", ["horizon=30", "hidden_sizes=[8]"], baselines_from=out
+        )
+    with pytest.raises(ValueError, match="has no seed 1"):
+        run_benchmark(
+            "2d-navigation", tiny, [0, 1], tmp_path / "s", ["horizon=20", "hidden_sizes=[8]"], baselines_from=out
+        )
+    with pytest.raises(ValueError, match="budget's ppo_timesteps is 256"):
+        run_benchmark(
+            "2d-navigation",
+            tiny,
+            [0],
+            tmp_path / "p",
+            ["horizon=20", "hidden_sizes=[8]"],
+            ppo_timesteps=512,
+            baselines_from=out,
+        )
 
 
 def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
