@@ -52,7 +52,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import pickle
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -78,13 +79,28 @@ SPLITS = ("train", "test")
 GOALS_PER_CLASS = 50
 
 
+POSITIONS = 6  # object and target positions of a goal (Meta-World's rand_vec; 3 or 6 floats), padded
+
+
 @dataclass(frozen=True)
 class MetaWorldTask:
-    """Goal ``goal`` (0..49) of Meta-World class ``env_name`` in ``split`` ("train" or "test")."""
+    """Goal ``goal`` (0..49) of Meta-World class ``env_name`` in ``split`` ("train" or "test").
+
+    ``positions`` is what the goal fixes (Meta-World's ``rand_vec``: the object's initial and
+    the target position, 3 or 6 floats), filled in by the family; it is not part of the
+    task's identity (two tasks with the same class, goal and split are equal).
+    """
 
     env_name: str
     goal: int
     split: str = "train"
+    positions: tuple[float, ...] = field(default=(), compare=False)
+
+    def to_array(self) -> np.ndarray:
+        """The positions, zero-padded to 6 floats: what the PPO oracle of ``metarl benchmark`` observes."""
+        out = np.zeros(POSITIONS)
+        out[: len(self.positions)] = self.positions
+        return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,10 +206,15 @@ class MetaWorldFamily(gym.Env):
                 f"{self._label()} has no class {task.env_name!r} in its {split} split; its classes there: "
                 f"{', '.join(self._classes[split])}."
             )
-        goals = len(self._goals[(split, task.env_name)])
-        if isinstance(task.goal, bool) or not isinstance(task.goal, (int, np.integer)) or not 0 <= task.goal < goals:
-            raise ValueError(f"{self._label()}: goal must be an integer in [0, {goals}), got {task.goal!r}.")
-        return MetaWorldTask(task.env_name, int(task.goal), split)
+        goals = self._goals[(split, task.env_name)]
+        if (
+            isinstance(task.goal, bool)
+            or not isinstance(task.goal, (int, np.integer))
+            or not 0 <= task.goal < len(goals)
+        ):
+            raise ValueError(f"{self._label()}: goal must be an integer in [0, {len(goals)}), got {task.goal!r}.")
+        positions = tuple(float(x) for x in pickle.loads(goals[task.goal].data)["rand_vec"])
+        return MetaWorldTask(task.env_name, int(task.goal), split, positions)
 
     # ------------------------------------------------------------------ gymnasium.Env
 
@@ -225,7 +246,7 @@ class MetaWorldFamily(gym.Env):
             raise ValueError(f"sample_tasks needs n >= 1, got {n!r}.")
         population = self._population[split]
         picks = self.np_random.choice(len(population), size=n, replace=n > len(population))
-        return [MetaWorldTask(population[i][0], population[i][1], split) for i in picks]
+        return [self.validate_task(MetaWorldTask(population[i][0], population[i][1], split)) for i in picks]
 
     def _check_split(self, split: str) -> str:
         if split not in SPLITS:

@@ -96,6 +96,12 @@ def test_ml1_samples_distinct_train_goals_and_separate_test_goals() -> None:
     other = rollout(env, MetaWorldTask("reach-v3", 0, "test"), steps=1)
     assert not np.array_equal(first, other)
     assert reports_success(env)
+    # What the oracle observes: the goal's object and target positions, Meta-World's rand_vec.
+    task = tasks[0]
+    assert len(task.positions) == 6 and task.to_array().shape == (6,)
+    assert task == MetaWorldTask(task.env_name, task.goal, task.split)  # positions are not part of its identity
+    family.set_task(task)
+    np.testing.assert_array_equal(family._env._last_rand_vec, task.to_array())
 
 
 def test_tasks_mean_the_same_in_every_process_that_builds_the_family() -> None:
