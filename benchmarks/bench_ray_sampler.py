@@ -2,8 +2,10 @@
 
 For (a) a pure-Python family plugged in as ``module:Class`` (``tests/user_families.py``'s
 ``GoodFamily``, a point on a line: it goes through a Gymnasium ``SyncVectorEnv`` in one
-process) and (b) HalfCheetahVel (the batched ``mujoco.batch`` backend): one sampling phase
-of a meta-batch, local and on Ray with 1 and 2 workers; env-steps per second and seconds per
+process), (b) HalfCheetahVel (the batched ``mujoco.batch`` backend) and (c) Meta-World ML1
+``reach-v3`` (Python observation and reward code around MuJoCo, through a ``SyncVectorEnv``;
+its success flags are compared too): one sampling phase of a meta-batch, local and on Ray
+with 1 and 2 workers; env-steps per second and seconds per
 phase (medians over phases after a warm-up phase), the Ray overhead per phase (driver wall
 time minus the slowest worker's own sampling time), bytes sent and received per phase, and
 whether every phase's episodes equal the local sampler's.
@@ -57,6 +59,14 @@ CASES = {
         "local_kwargs": {"action_scale": 10.0},
         "worker_kwargs": {"action_scale": 10.0, "batch_threads": 1},
     },
+    "MetaWorld-ML1": {
+        "family": "MetaWorld-ML1",
+        "tasks": 10,
+        "episodes": 5,
+        "horizon": 150,
+        "local_kwargs": {"env_name": "reach-v3"},
+        "worker_kwargs": {"env_name": "reach-v3"},
+    },
 }
 FIELDS = ("observations", "actions", "rewards", "mask")
 
@@ -102,6 +112,8 @@ def measure(case: dict[str, Any], phases: int, workers: list[int]) -> dict[str, 
                 got = sampler.sample(params, tasks, n)
                 wall = time.perf_counter() - start
                 identical &= all(torch.equal(getattr(got, f), getattr(reference[i], f)) for f in FIELDS)
+                identical &= (got.success is None) == (reference[i].success is None)
+                identical &= got.success is None or torch.equal(got.success, reference[i].success)
                 phase = sampler.last_phase
                 if i > 0:
                     walls.append(wall)
