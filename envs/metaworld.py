@@ -172,8 +172,21 @@ class MetaWorldFamily(gym.Env):
         return self._sample("train", n)
 
     def sample_test_tasks(self, n: int) -> list[MetaWorldTask]:
-        """``n`` meta-test tasks: ML1's test goals, ML10's / ML45's test classes."""
-        return self._sample("test", n)
+        """``n`` meta-test tasks: ML1's test goals, ML10's / ML45's test classes.
+
+        When ``n`` is a multiple of the test classes (and at most 50 per class), every class gets
+        ``n / classes`` distinct goals (Meta-World's evaluation: 40 goals per test class is
+        ``n = 200`` for ML10 and ML45); otherwise as ``sample_tasks``.
+        """
+        classes = self.class_names("test")
+        per_class, rest = divmod(n, len(classes)) if n >= 1 else (0, 1)
+        if rest or not 1 <= per_class <= GOALS_PER_CLASS or len(classes) == 1:
+            return self._sample("test", n)
+        return [
+            self.validate_task(MetaWorldTask(name, int(goal), "test"))
+            for name in classes
+            for goal in self.np_random.choice(len(self._goals[("test", name)]), size=per_class, replace=False)
+        ]
 
     def set_task(self, task: MetaWorldTask) -> None:
         """Make the env task ``task``'s class with its goal (call ``reset`` next)."""

@@ -15,7 +15,7 @@ from typing import Callable
 
 import yaml
 
-from metarl.benchmark import run_benchmark
+from metarl.benchmark import BUDGETS, run_benchmark
 from metarl.check_env import check_family, format_results
 from metarl.config import config_text, load_config, packaged_configs
 from metarl.errors import ConfigError, MetarlError
@@ -86,9 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--budget",
-        choices=["smoke", "full"],
+        choices=list(BUDGETS),
         default="smoke",
-        help="smoke: CI-sized (< 1 min); full: the published protocol",
+        help="smoke: CI-sized (< 1 min); full: the published protocol; metaworld-ml1 / metaworld-ml10: Meta-World's "
+        "evaluation (40 test goals per test class)",
     )
     bench.add_argument("--seeds", type=_count(0), nargs="+", default=[0], help="training seeds (default 0)")
     bench.add_argument(

@@ -269,7 +269,9 @@ def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
 
 
 def test_budget_table_is_complete() -> None:
-    assert set(BUDGETS) == {"smoke", "full"}
+    assert set(BUDGETS) == {"smoke", "full", "metaworld-ml1", "metaworld-ml10"}
+    # Meta-World's evaluation: 40 test goals per test class (ML1 has one, ML10 and ML45 five)
+    assert BUDGETS["metaworld-ml1"].eval_tasks == 40 and BUDGETS["metaworld-ml10"].eval_tasks == 200
 
 
 def test_cli_benchmarks_a_family_defined_in_the_test_suite(tmp_path, capsys) -> None:

@@ -156,6 +156,11 @@ def test_ml10_has_its_train_and_test_classes() -> None:
     assert len(set(tasks)) == 20 and {t.env_name for t in tasks} <= set(family.class_names("train"))
     test = sample_test_tasks(env, 5)
     assert {t.env_name for t in test} <= set(family.class_names("test"))
+    evaluation = sample_test_tasks(env, 200)  # Meta-World's protocol: 40 distinct goals of every test class
+    assert len(set(evaluation)) == 200
+    assert (
+        sorted({t.env_name: sum(u.env_name == t.env_name for u in evaluation) for t in evaluation}.values()) == [40] * 5
+    )
     with pytest.raises(FamilyConstructionError, match="does not accept env_kwargs {'env_name': 'reach-v3'}"):
         make_family("MetaWorld-ML10", env_name="reach-v3")
 
