@@ -107,32 +107,15 @@ BUDGETS = {
         lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0),
         lr_tasks=10,
     ),
-    # Meta-World's evaluation (its docs/evaluation): 40 test goals per test class (ML1: 40 of its
-    # 50 test goals; ML10 and ML45: 5 test classes x 40 = 200), adapted with the meta-training's
-    # 10 episodes, scored after 0..2 steps. Meta-World scores 3 separate episodes of the adapted
-    # policy; here the 10 episodes sampled with the adapted parameters are scored (the same
-    # distribution, a lower-variance estimate).
-    "metaworld-ml1": Budget(
-        "metaworld-ml1",
-        None,
-        250_000,
-        eval_tasks=40,
-        eval_episodes=10,
-        max_steps=2,
-        lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0),
-        lr_tasks=10,
-    ),
-    "metaworld-ml10": Budget(
-        "metaworld-ml10",
-        None,
-        250_000,
-        eval_tasks=200,
-        eval_episodes=10,
-        max_steps=2,
-        lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0),
-        lr_tasks=10,
-    ),
 }
+
+# Meta-World's evaluation (its docs/evaluation): 40 test goals per test class (ML1: 40 of its
+# 50 test goals; ML10 and ML45: 5 test classes x 40 = 200), adapted with the meta-training's
+# 10 episodes, scored after 0..2 steps. Meta-World scores 3 separate episodes of the adapted
+# policy; here the 10 episodes sampled with the adapted parameters are scored (the same
+# distribution, a lower-variance estimate).
+BUDGETS["metaworld-ml1"] = replace(BUDGETS["full"], name="metaworld-ml1", eval_episodes=10, max_steps=2)
+BUDGETS["metaworld-ml10"] = replace(BUDGETS["metaworld-ml1"], name="metaworld-ml10", eval_tasks=200)
 
 
 def get_budget(name: str) -> Budget:

@@ -53,17 +53,8 @@ def adaptation_returns(
     max_steps: int,
     chunk: int = 50,
 ) -> np.ndarray:
-    """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``.
-
-    Args:
-        policy: The policy whose parameters are adapted (``learner``'s).
-        learner: A learner, or just its ``InnerLoop``: what adapts (every learner adapts alike).
-        sampler: Samples the episodes (its policy's functions, with the given parameters).
-        tasks: The tasks, evaluated ``chunk`` at a time.
-        episodes_per_task: Episodes per task and step.
-        max_steps: The largest number of inner steps.
-        chunk: Tasks per batch (memory).
-    """
+    """Per-task mean return after 0..``max_steps`` inner steps -> ``[max_steps + 1, len(tasks)]``
+    (the returns of ``adaptation_scores``, whose arguments it takes)."""
     return adaptation_scores(policy, learner, sampler, tasks, episodes_per_task, max_steps, chunk)[0]
 
 
@@ -76,7 +67,16 @@ def adaptation_scores(
     max_steps: int,
     chunk: int = 50,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``adaptation_returns`` and the per-task success rates beside them.
+    """Per-task mean return and success rate after 0..``max_steps`` inner steps.
+
+    Args:
+        policy: The policy whose parameters are adapted (``learner``'s).
+        learner: A learner, or just its ``InnerLoop``: what adapts (every learner adapts alike).
+        sampler: Samples the episodes (its policy's functions, with the given parameters).
+        tasks: The tasks, evaluated ``chunk`` at a time.
+        episodes_per_task: Episodes per task and step.
+        max_steps: The largest number of inner steps.
+        chunk: Tasks per batch (memory).
 
     Returns:
         ``(returns, success)``, both ``[max_steps + 1, len(tasks)]``: per task, the mean return

@@ -112,24 +112,7 @@ def sample_tasks(env: gym.Env, n: int) -> list[Any]:
         TaskAPIError: ``sample_tasks`` raised, or returned something other than a list of
             ``n`` tasks (the message names the family and says what to fix).
     """
-    base = env.unwrapped
-    name = type(base).__name__
-    try:
-        tasks = base.sample_tasks(n)  # type: ignore[attr-defined]
-    except MetarlError:
-        raise
-    except Exception as e:
-        raise TaskAPIError(
-            f"{name}.sample_tasks({n}) raised {type(e).__name__}: {e}. Fix the family "
-            "(`metarl check-env` runs each method of the task API on it)."
-        ) from e
-    if not isinstance(tasks, list):
-        raise TaskAPIError(
-            f"{name}.sample_tasks({n}) returned a {type(tasks).__name__}, not a list of {n} tasks. Return a list."
-        )
-    if len(tasks) != n:
-        raise TaskAPIError(f"{name}.sample_tasks({n}) returned {len(tasks)} tasks, not {n}. Return exactly n tasks.")
-    return tasks
+    return _checked_tasks(env, "sample_tasks", n)
 
 
 def sample_test_tasks(env: gym.Env, n: int) -> list[Any]:
@@ -140,18 +123,27 @@ def sample_test_tasks(env: gym.Env, n: int) -> list[Any]:
     Raises:
         TaskAPIError: As ``sample_tasks``.
     """
+    has_split = callable(getattr(env.unwrapped, "sample_test_tasks", None))
+    return _checked_tasks(env, "sample_test_tasks" if has_split else "sample_tasks", n)
+
+
+def _checked_tasks(env: gym.Env, method: str, n: int) -> list[Any]:
+    """``env.unwrapped.<method>(n)``, raising ``TaskAPIError`` unless it returns a list of ``n`` tasks."""
     base = env.unwrapped
-    if not callable(getattr(base, "sample_test_tasks", None)):
-        return sample_tasks(env, n)
-    name = type(base).__name__
+    call = f"{type(base).__name__}.{method}({n})"
     try:
-        tasks = base.sample_test_tasks(n)  # type: ignore[attr-defined]
+        tasks = getattr(base, method)(n)
     except MetarlError:
         raise
     except Exception as e:
-        raise TaskAPIError(f"{name}.sample_test_tasks({n}) raised {type(e).__name__}: {e}. Fix the family.") from e
-    if not isinstance(tasks, list) or len(tasks) != n:
-        raise TaskAPIError(f"{name}.sample_test_tasks({n}) must return a list of {n} tasks, got {tasks!r:.200}.")
+        raise TaskAPIError(
+            f"{call} raised {type(e).__name__}: {e}. Fix the family "
+            "(`metarl check-env` runs each method of the task API on it)."
+        ) from e
+    if not isinstance(tasks, list):
+        raise TaskAPIError(f"{call} returned a {type(tasks).__name__}, not a list of {n} tasks. Return a list.")
+    if len(tasks) != n:
+        raise TaskAPIError(f"{call} returned {len(tasks)} tasks, not {n}. Return exactly n tasks.")
     return tasks
 
 
