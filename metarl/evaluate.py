@@ -30,7 +30,12 @@ from metarl.policies import Params, Policy
 from metarl.runtime import build_policy, configure_threads, seed_streams
 from metarl.sampler import Sampler
 from metarl.stats import normal_interval
-from metarl.task_api import sample_test_tasks, seed_family
+from metarl.task_api import make_batched, sample_test_tasks, seed_family
+
+VECTOR_ENV_COPIES = 100
+"""At most this many env copies per sampling call for a family without a batched backend, whose
+episodes each need a full simulator copy (a Meta-World env holds ~19 MB: 400 copies, 40 tasks x
+10 episodes, took 8.3 GB). Families with a batched backend are evaluated ``chunk`` tasks at a time."""
 
 
 @dataclass
@@ -76,7 +81,8 @@ def adaptation_scores(
         tasks: The tasks, evaluated ``chunk`` at a time.
         episodes_per_task: Episodes per task and step.
         max_steps: The largest number of inner steps.
-        chunk: Tasks per batch (memory).
+        chunk: Tasks per batch (memory); fewer for a family without a batched backend, so
+            that a batch holds at most ``VECTOR_ENV_COPIES`` env copies.
 
     Returns:
         ``(returns, success)``, both ``[max_steps + 1, len(tasks)]``: per task, the mean return
@@ -84,6 +90,8 @@ def adaptation_scores(
         family that reports no success.
     """
     inner = learner.inner if isinstance(learner, MetaLearner) else learner
+    if make_batched(sampler.env, tasks[:1], 1) is None:  # one simulator copy per episode
+        chunk = min(chunk, max(1, VECTOR_ENV_COPIES // episodes_per_task))
     returns = np.zeros((max_steps + 1, len(tasks)))
     success: np.ndarray | None = None
     for start in range(0, len(tasks), chunk):

@@ -68,3 +68,23 @@ def test_training_logs_success_rates_resumes_and_evaluate_reports_them(tmp_path)
     assert [r["steps"] for r in report["success"]] == [0, 1]
     assert all(r["num_tasks"] == 6 and 0.0 <= r["mean"] <= 1.0 for r in report["success"])
     assert len(report["per_task_success"]) == 2 and len(report["per_task_success"][0]) == 6
+
+
+def test_evaluation_caps_the_env_copies_of_a_family_without_a_batched_backend(monkeypatch) -> None:
+    import metarl.evaluate as evaluate
+    from metarl.adaptation import InnerLoop
+
+    config = load_config("2d-navigation", [f"family={FAMILY}", "horizon=5", "hidden_sizes=[8]"])
+    env = make_family(FAMILY)
+    seed_family(env, 0)
+    policy = build_policy(config, env)
+    tasks = sample_tasks(env, 7)
+    sampler = Sampler(FAMILY, policy, 5, seed=0)
+    calls = []
+    original = sampler.sample
+    monkeypatch.setattr(sampler, "sample", lambda p, t, n: calls.append(len(t)) or original(p, t, n))
+    monkeypatch.setattr(evaluate, "VECTOR_ENV_COPIES", 6)
+    inner = InnerLoop(policy=policy, fast_lr=0.1, gamma=0.99, gae_lambda=1.0, normalize_advantages=True)
+    returns, success = evaluate.adaptation_scores(policy, inner, sampler, tasks, 3, max_steps=1)
+    assert returns.shape == (2, 7) and success is not None and success.shape == (2, 7)
+    assert calls == [2, 2, 2, 2, 2, 2, 1, 1]  # 6 // 3 episodes = 2 tasks per call, two calls (steps 0, 1) each
