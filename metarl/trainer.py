@@ -28,7 +28,7 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.errors import CheckpointError, ConfigError, MetarlError, RunDirError, RunExistsError, TrainingDivergedError
 from metarl.families import make_family
 from metarl.learners import make_learner
-from metarl.logger import IterationRow, RunLogger, columns_for, repair_log
+from metarl.logger import SUCCESS_COLUMNS, IterationRow, RunLogger, columns_for, repair_log
 from metarl.plots import plot_learning_curve
 from metarl.run_lock import RunLock
 from metarl.runtime import (
@@ -227,7 +227,7 @@ class Trainer:
             line_search_seconds=stats.line_search_seconds,
             env_steps_per_second=env_steps / max(sample_time, 1e-9),
         ).as_dict()
-        if len(self.columns) > len(row):
+        if SUCCESS_COLUMNS[0] in self.columns:
             row["pre_success"] = inner_episodes[0].success_rate()
             row["post_success"] = post_episodes.success_rate()
         return row
