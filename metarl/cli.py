@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--baselines-from",
         metavar="BENCHMARK",
-        help="reuse the PPO baselines of an earlier benchmark with the same settings (its folder) instead of training",
+        help="reuse the PPO baselines of an earlier benchmark with the same settings (its folder) instead of training "
+        "them (seeds it lacks are trained)",
     )
 
     check = sub.add_parser("check-env", help="check that a task family is ready for meta-training")

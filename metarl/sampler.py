@@ -108,6 +108,12 @@ class Sampler:
         self.np_rng = np.random.default_rng(seed)
         self._vector_envs: dict[int, gym.vector.SyncVectorEnv] = {}
 
+    def reseed(self, seed: int) -> None:
+        """Restart the action-noise and reset-seed streams as a new ``Sampler(..., seed)`` would, keeping
+        the env copies (a family without a batched backend holds a full simulator per episode)."""
+        self.generator.manual_seed(seed)
+        self.np_rng = np.random.default_rng(seed)
+
     def _make_env_copy(self) -> gym.Env:
         if self.family_id is not None:
             return make_family(self.family_id, **self.env_kwargs)

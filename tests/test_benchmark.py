@@ -228,10 +228,24 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
         run_benchmark(
             "2d-navigation", tiny, [0], tmp_path / "h", ["horizon=30", "hidden_sizes=[8]"], baselines_from=out
         )
-    with pytest.raises(ValueError, match="has no seed 1"):
+    with pytest.raises(ValueError, match=r"has none of seeds 1, 2 \(it has \[0\]\)"):
         run_benchmark(
-            "2d-navigation", tiny, [0, 1], tmp_path / "s", ["horizon=20", "hidden_sizes=[8]"], baselines_from=out
+            "2d-navigation", tiny, [1, 2], tmp_path / "s", ["horizon=20", "hidden_sizes=[8]"], baselines_from=out
         )
+    # a seed the earlier benchmark lacks gets its baselines trained; the seeds it has reuse theirs
+    added = run_benchmark(
+        "2d-navigation",
+        tiny,
+        [0, 1],
+        tmp_path / "added",
+        ["horizon=20", "hidden_sizes=[8]"],
+        maml_runs=[str(out / "runs" / "maml-seed0"), str(out / "runs" / "maml-seed0")],
+        baselines_from=out,
+    )
+    assert added["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
+    assert "baselines_reused" not in added["per_seed"][1]
+    assert added["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
+    assert added["per_seed"][1]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
     with pytest.raises(ValueError, match="budget's ppo_timesteps is 256"):
         run_benchmark(
             "2d-navigation",

@@ -237,6 +237,23 @@ def test_vector_path_is_deterministic_per_seed() -> None:
     assert not torch.equal(eps[0].actions, eps[2].actions)
 
 
+def test_reseed_gives_the_episodes_of_a_fresh_sampler_and_keeps_its_env_copies() -> None:
+    env = PointGoal1D()
+    sampler = Sampler(PointGoal1D(), policy_for(env), horizon=7, seed=3)
+    params = sampler.policy.get_params()
+    first = sampler.sample(params, [0.3, -0.4], episodes_per_task=3)
+    copies = dict(sampler._vector_envs)
+    sampler.sample(params, [0.3, -0.4], episodes_per_task=3)  # advances both random streams
+    sampler.reseed(3)
+    again = sampler.sample(params, [0.3, -0.4], episodes_per_task=3)
+    for field in ("observations", "actions", "rewards", "mask"):
+        assert torch.equal(getattr(first, field), getattr(again, field)), field
+    assert sampler._vector_envs == copies
+    sampler.reseed(3)
+    assert sampler.draw_reset_seed(6) == Sampler(PointGoal1D(), policy_for(env), horizon=7, seed=3).draw_reset_seed(6)
+    sampler.close()
+
+
 def test_vector_path_reuses_env_copies_with_new_tasks() -> None:
     env = PointGoal1D()
     sampler = Sampler(env, policy_for(env), horizon=7, seed=0)
