@@ -419,12 +419,14 @@ def claim(
     step: int = 1,
     per_seed: list[dict[str, Any]] | None = None,
     reps: int = 2000,
+    key: str = "returns",
 ) -> dict[str, Any]:
     """Does MAML after ``step`` steps beat pretrained and random with non-overlapping 95% CIs?
 
     With ``per_seed`` also the paired comparison: the bootstrap interval of MAML's return minus
     the other method's on the same held-out tasks (every method is evaluated on the same tasks
     with the same random numbers), which the spread of the tasks' own difficulty does not widen.
+    ``key="success"`` makes the same claim on success rates (``summary`` their summary).
     """
     if len(summary["maml"]) <= step:
         return {}
@@ -438,25 +440,25 @@ def claim(
             "non_overlapping": maml["mean_ci"][0] > o["mean_ci"][1],
         }
         if per_seed is not None:
-            diff = np.array([np.subtract(s["returns"]["maml"][step], s["returns"][other][step]) for s in per_seed])
+            diff = np.array([np.subtract(s[key]["maml"][step], s[key][other][step]) for s in per_seed])
             paired = aggregate(diff, reps=reps, seed=step)
             result[other]["paired_difference"] = {"mean": paired.mean, "mean_ci": list(paired.mean_ci)}
     return result
 
 
-def claim_text(verdict: dict[str, Any]) -> str:
-    """The claim's lines for ``benchmark.md``."""
+def claim_text(verdict: dict[str, Any], what: str = "", scale: float = 1.0, unit: str = "") -> str:
+    """The claim's lines for ``benchmark.md`` (``what``: e.g. ``" success rate"``; values times ``scale``)."""
     lines = []
     for k, v in verdict.items():
         line = (
-            f"- MAML after one step {v['maml_mean']:.2f} vs {k} {v['other_mean']:.2f}: 95% CIs "
-            f"{'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
+            f"- MAML{what} after one step {scale * v['maml_mean']:.2f}{unit} vs {k} {scale * v['other_mean']:.2f}"
+            f"{unit}: 95% CIs {'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
         )
         if "paired_difference" in v:
-            d = v["paired_difference"]
+            low, high = (scale * x for x in v["paired_difference"]["mean_ci"])
             line += (
-                f" Paired over the same tasks, MAML minus {k}: {d['mean']:+.2f} [{d['mean_ci'][0]:+.2f}, "
-                f"{d['mean_ci'][1]:+.2f}]."
+                f" Paired over the same tasks, MAML minus {k}: {scale * v['paired_difference']['mean']:+.2f}{unit} "
+                f"[{low:+.2f}, {high:+.2f}]."
             )
         lines.append(line)
     return "\n".join(lines)
@@ -583,6 +585,7 @@ def run_benchmark(
         summary = summarize(per_seed)
         success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
         verdict: dict[str, Any] = claim(summary, per_seed=per_seed)
+        success_verdict = claim(success, per_seed=per_seed, key="success") if success else {}
         title = (
             f"{cfg.family}: {len(seeds)} seed(s) x {b.eval_tasks} held-out tasks x {b.eval_episodes} episodes "
             f"({b.name} budget)"
@@ -599,6 +602,7 @@ def run_benchmark(
             "summary": summary,
             **({"success_summary": success} if success else {}),
             "claim_one_step": verdict,
+            **({"claim_one_step_success": success_verdict} if success_verdict else {}),
             "per_seed": per_seed,
             "wall_seconds": time.perf_counter() - t0,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
@@ -609,6 +613,8 @@ def run_benchmark(
             text += "\n" + format_table(success, "Success rate (episodes that succeed at any step)")
         if verdict:
             text += "\n" + claim_text(verdict) + "\n"
+        if success_verdict:
+            text += claim_text(success_verdict, " success rate", 100.0, "%") + "\n"
         text += "\n" + describe_budget(per_seed, b) + "\n"
         text += "\n" + per_seed_means(per_seed, step=1) + "\n"
         text += (

@@ -121,7 +121,39 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
             + "; ".join(parts)
             + "."
         )
+    if "success_summary" in report:
+        lines += ["", *_success_lines(report["success_summary"], per_seed, steps)]
     return "\n".join(lines) + "\n"
+
+
+def _percent(row: dict[str, Any]) -> str:
+    low, high = row["mean_ci"]
+    return f"{100 * row['mean']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _success_lines(success: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], steps: int) -> list[str]:
+    """The success-rate table (episodes that succeed at any step) and its one-step claim, paired too."""
+    lines = [
+        "Success rate (episodes that succeed at any step), mean [95% CI] over seeds x tasks:",
+        "",
+        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
+        "|---|" + "---|" * steps,
+    ]
+    for method, label in METHOD_LABELS.items():
+        cells = [_percent(r) for r in success[method]]
+        if method == "maml" and steps > 1:
+            cells[1] = f"**{cells[1]}**"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for other, verdict in claim(success, per_seed=per_seed, key="success").items():
+        d, word = verdict["paired_difference"], "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
+        lines.append(
+            f"- Success after one step: MAML {100 * verdict['maml_mean']:.1f}% vs {other} "
+            f"{100 * verdict['other_mean']:.1f}%: 95% CIs {word}"
+            f"; paired, MAML minus {other} {100 * d['mean']:+.1f} points [{100 * d['mean_ci'][0]:+.1f}, "
+            f"{100 * d['mean_ci'][1]:+.1f}]."
+        )
+    return lines
 
 
 def render_evaluation(evals: list[tuple[str, dict[str, Any]]]) -> str:

@@ -88,6 +88,38 @@ def test_render_benchmark_writes_every_number_from_the_report() -> None:
     assert "- Per-seed means after one step (seeds 0 / 1): maml +260.0 / +262.0; pretrained -12.0 / -10.0;" in text
 
 
+def test_render_benchmark_adds_the_success_table_of_a_family_that_reports_success() -> None:
+    report = synthetic_report()
+    assert "Success rate" not in render_benchmark(report, "benchmark-x")
+    success = {
+        "maml": [[0.0, 0.0], [0.5, 0.7]],
+        "pretrained": [[0.0, 0.1], [0.1, 0.1]],
+        "oracle": [[0.9, 1.0], [0.9, 1.0]],
+        "random": [[0.0, 0.0], [0.0, 0.2]],
+    }
+    for s in report["per_seed"]:
+        s["success"] = success
+
+    def row(k: int, mean: float, low: float, high: float) -> dict:
+        return {"steps": k, "mean": mean, "mean_ci": [low, high]}
+
+    report["success_summary"] = {
+        "maml": [row(0, 0.0, 0.0, 0.0), row(1, 0.6, 0.5, 0.7)],
+        "pretrained": [row(0, 0.05, 0.0, 0.1), row(1, 0.1, 0.1, 0.1)],
+        "random": [row(0, 0.0, 0.0, 0.0), row(1, 0.1, 0.0, 0.55)],  # overlaps MAML's 0.5
+        "oracle": [row(0, 0.95, 0.9, 1.0), row(1, 0.95, 0.9, 1.0)],
+    }
+    text = render_benchmark(report, "benchmark-x")
+    assert "| MAML | 0.0% [0.0, 0.0] | **60.0% [50.0, 70.0]** |" in text
+    assert "| random initialization | 0.0% [0.0, 0.0] | 10.0% [0.0, 55.0] |" in text
+    # paired: MAML minus pretrained per task is 0.4 and 0.6 in both seeds (mean 0.5), from per_seed's success
+    assert (
+        "- Success after one step: MAML 60.0% vs pretrained 10.0%: 95% CIs do not overlap; paired, MAML minus "
+        "pretrained +50.0 points [+40.0, +60.0]." in text
+    )
+    assert "MAML 60.0% vs random 10.0%: 95% CIs OVERLAP" in text
+
+
 def test_the_documents_are_readme_and_every_docs_page() -> None:
     assert DOCUMENTS[0] == ROOT / "README.md"
     assert set(DOCUMENTS[1:]) == set((ROOT / "docs").glob("*.md"))

@@ -88,3 +88,25 @@ def test_evaluation_caps_the_env_copies_of_a_family_without_a_batched_backend(mo
     returns, success = evaluate.adaptation_scores(policy, inner, sampler, tasks, 3, max_steps=1)
     assert returns.shape == (2, 7) and success is not None and success.shape == (2, 7)
     assert calls == [2, 2, 2, 2, 2, 2, 1, 1]  # 6 // 3 episodes = 2 tasks per call, two calls (steps 0, 1) each
+
+
+def test_the_benchmark_reports_success_rates_and_their_one_step_claim(tmp_path) -> None:
+    from metarl.benchmark import Budget, run_benchmark
+
+    tiny = Budget("tiny", 1, 256, eval_tasks=3, eval_episodes=2, max_steps=1, lr_grid=(0.1,), lr_tasks=2)
+    report = run_benchmark(
+        "2d-navigation",
+        tiny,
+        seeds=[0],
+        out=tmp_path / "bench",
+        overrides=[f"family={FAMILY}", "horizon=10", "hidden_sizes=[8]", "meta_batch_size=2", "episodes_per_task=2"],
+    )
+    rates = report["per_seed"][0]["success"]
+    assert set(rates) == {"maml", "pretrained", "oracle", "random"}
+    assert all(len(rates[m]) == 2 and len(rates[m][0]) == 3 for m in rates)
+    assert [r["steps"] for r in report["success_summary"]["maml"]] == [0, 1]
+    assert set(report["claim_one_step_success"]) == {"pretrained", "random"}
+    assert "paired_difference" in report["claim_one_step_success"]["random"]
+    text = (tmp_path / "bench" / "benchmark.md").read_text()
+    assert "### Success rate (episodes that succeed at any step)" in text
+    assert "- MAML success rate after one step" in text
