@@ -623,5 +623,5 @@ def run_benchmark(
             + "\n"
         )
         (out / "benchmark.md").write_text(text)
-        plot_benchmark(summary, per_seed, out, cfg.family)
+        plot_benchmark(summary, per_seed, out, cfg.family, success)
         return report

@@ -79,25 +79,38 @@ def plot_adaptation(results: Sequence[Any], path: Path, title: str) -> Path | No
 
 
 def plot_benchmark(
-    summary: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], out: Path, title: str
+    summary: dict[str, list[dict[str, Any]]],
+    per_seed: list[dict[str, Any]],
+    out: Path,
+    title: str,
+    success: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[Path]:
-    """``adaptation.png`` and ``learning_curve.png``; nothing without matplotlib."""
+    """``adaptation.png`` (with a success-rate panel when ``success``, its summary, is given)
+    and ``learning_curve.png``; nothing without matplotlib."""
     plt = pyplot()
     if plt is None:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in summary.items():
-        x = [r["steps"] for r in rows]
-        (line,) = ax.plot(x, [r["mean"] for r in rows], marker="o", label=name)
-        ax.fill_between(
-            x, [r["mean_ci"][0] for r in rows], [r["mean_ci"][1] for r in rows], color=line.get_color(), alpha=0.2
-        )
-    ax.set_xlabel("adaptation steps")
-    ax.set_ylabel("return on held-out tasks (95% CI)")
-    ax.set_xticks(x)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    panels = [(summary, "return on held-out tasks (95% CI)", 1.0)]
+    if success is not None:
+        panels.append((success, "success rate on held-out tasks, % (95% CI)", 100.0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (table, label, scale) in zip(axes[0], panels):
+        for name, rows in table.items():
+            x = [r["steps"] for r in rows]
+            (line,) = ax.plot(x, [scale * r["mean"] for r in rows], marker="o", label=name)
+            ax.fill_between(
+                x,
+                [scale * r["mean_ci"][0] for r in rows],
+                [scale * r["mean_ci"][1] for r in rows],
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        ax.set_xlabel("adaptation steps")
+        ax.set_ylabel(label)
+        ax.set_xticks(x)
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     paths = [out / "adaptation.png"]
     fig.savefig(paths[0], dpi=100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers import TINY
 
@@ -110,3 +111,6 @@ def test_the_benchmark_reports_success_rates_and_their_one_step_claim(tmp_path) 
     text = (tmp_path / "bench" / "benchmark.md").read_text()
     assert "### Success rate (episodes that succeed at any step)" in text
     assert "- MAML success rate after one step" in text
+    # adaptation.png gets a success-rate panel beside the returns: two 6-inch panels at 100 dpi
+    image = pytest.importorskip("matplotlib.image")
+    assert image.imread(tmp_path / "bench" / "adaptation.png").shape[1] == 1200
