@@ -18,9 +18,10 @@ def test_halfcheetah_dir_learns_to_run_either_way_after_one_step(tmp_path):
 
     On 40 held-out tasks x 20 episodes the policy must run in the task's direction after
     one step: mean return above +75 and the per-task gain (after - before) above +75 and
-    ten standard errors. Measured when this margin was set: -1.3 before, +135.0 after,
-    gain 136.3 +/- 8.6 (one SE). With action_scale 1 (the old default) 100 iterations of a
-    smaller batch gave -19.1 before, -15.1 after.
+    six standard errors. Measured with the packaged inner step 0.2: -1.2 before, +133.5
+    after, gain 134.6 +/- 13.2 (one SE); with the earlier 0.1: -1.3, +135.0, 136.3 +/- 8.6.
+    With action_scale 1 (the old default) 100 iterations of a smaller batch gave -19.1
+    before, -15.1 after.
     """
     cfg = load_config("halfcheetah-dir", ["num_iterations=50", "tensorboard=false", "seed=0"])
     assert cfg.env_kwargs["action_scale"] == 10.0 and cfg.horizon == 100
@@ -30,4 +31,4 @@ def test_halfcheetah_dir_learns_to_run_either_way_after_one_step(tmp_path):
     diff = returns[1] - returns[0]
     se = diff.std(ddof=1) / np.sqrt(diff.size)
     assert returns[1].mean() > 75.0, (returns.mean(1), diff.mean(), se)
-    assert diff.mean() > max(75.0, 10.0 * se), (returns.mean(1), diff.mean(), se)
+    assert diff.mean() > max(75.0, 6.0 * se), (returns.mean(1), diff.mean(), se)
