@@ -92,15 +92,9 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
         f"{budget['ppo_timesteps']:,} env steps each; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
         f"`benchmarks/results/{name}/`.",
         "",
-        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
-        "|---|" + "---|" * steps,
+        *_method_table(summary, lambda r: _interval(r, signed), steps),
+        "",
     ]
-    for method, label in METHOD_LABELS.items():
-        cells = [_interval(r, signed) for r in summary[method]]
-        if method == "maml" and steps > 1:
-            cells[1] = f"**{cells[1]}**"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("")
     # Recomputed from the per-task returns, so results written before the paired comparison existed get it too.
     verdicts = claim(summary, per_seed=per_seed) if report.get("claim_one_step") else {}
     for other, verdict in verdicts.items():
@@ -126,6 +120,22 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _method_table(
+    summary: dict[str, list[dict[str, Any]]], cell: Callable[[dict[str, Any]], str], steps: int
+) -> list[str]:
+    """A Markdown table, method x adaptation steps, of ``cell(row)``; MAML's one-step cell in bold."""
+    lines = [
+        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
+        "|---|" + "---|" * steps,
+    ]
+    for method, label in METHOD_LABELS.items():
+        cells = [cell(r) for r in summary[method]]
+        if method == "maml" and steps > 1:
+            cells[1] = f"**{cells[1]}**"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _percent(row: dict[str, Any]) -> str:
     low, high = row["mean_ci"]
     return f"{100 * row['mean']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
@@ -136,15 +146,9 @@ def _success_lines(success: dict[str, list[dict[str, Any]]], per_seed: list[dict
     lines = [
         "Success rate (episodes that succeed at any step), mean [95% CI] over seeds x tasks:",
         "",
-        "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
-        "|---|" + "---|" * steps,
+        *_method_table(success, _percent, steps),
+        "",
     ]
-    for method, label in METHOD_LABELS.items():
-        cells = [_percent(r) for r in success[method]]
-        if method == "maml" and steps > 1:
-            cells[1] = f"**{cells[1]}**"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("")
     for other, verdict in claim(success, per_seed=per_seed, key="success").items():
         d, word = verdict["paired_difference"], "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
         lines.append(
