@@ -104,13 +104,14 @@ class Sampler:
                 "The sampler needs a horizon: set `horizon` in the config or register the env with max_episode_steps."
             )
         self.policy = policy
-        self.generator = torch.Generator().manual_seed(seed)
-        self.np_rng = np.random.default_rng(seed)
+        self.generator = torch.Generator()
+        self.reseed(seed)
         self._vector_envs: dict[int, gym.vector.SyncVectorEnv] = {}
 
     def reseed(self, seed: int) -> None:
-        """Restart the action-noise and reset-seed streams as a new ``Sampler(..., seed)`` would, keeping
-        the env copies (a family without a batched backend holds a full simulator per episode)."""
+        """(Re)start the action-noise and reset-seed streams from ``seed``; a reseeded sampler samples as a
+        new ``Sampler(..., seed)`` would, keeping its env copies (a family without a batched backend holds a
+        full simulator per episode)."""
         self.generator.manual_seed(seed)
         self.np_rng = np.random.default_rng(seed)
 
