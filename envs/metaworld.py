@@ -26,7 +26,9 @@ What the env is: Meta-World's own env of the task's class (one per class, built 
 use) with the goal hidden from the observation (Meta-World's ML setting): observations are
 39 floats (hand, gripper, objects, the previous frame's, and three zeros where MT benchmarks
 show the goal), actions 4 floats in ``[-1, 1]`` (hand displacement, gripper; metarl clips a
-policy's unbounded Gaussian sample to the box, as the Meta-World wrappers of garage do),
+policy's unbounded Gaussian sample to the box, as the Meta-World wrappers of garage do; with
+``action_scale = S`` the policy's box is ``[-S, S]`` and the clipped action is divided by
+``S``, garage's ``normalize(env, expected_action_scale=10.)``),
 rewards Meta-World's v2 shaped rewards (0 to 10 per step), episodes 500 steps (Meta-World's
 ``max_path_length``; never terminated early) and ``info["success"]`` 1.0 at the steps
 where the task counts as solved: the sampler records it, and the success rate of an
@@ -70,6 +72,7 @@ except ImportError as e:  # pragma: no cover - without the extra
     ) from e
 
 from metarl.envs import metaworld_compat  # noqa: E402
+from metarl.envs.action_scale import check_action_scale, scaled_box  # noqa: E402
 
 metaworld_compat.apply()
 
@@ -122,15 +125,21 @@ class MetaWorldFamily(gym.Env):
         benchmark: ``"ML1"``, ``"ML10"`` or ``"ML45"``.
         env_name: ML1's class (any of the 50, e.g. ``"reach-v3"``); ``None`` for ML10 / ML45.
         benchmark_seed: The seed of Meta-World's goal generation (the same in every process).
+        action_scale: ``S``: the policy acts in ``[-S, S]^4`` and Meta-World gets
+            ``clip(action, -S, S) / S`` (``metarl.envs.action_scale``; garage's MAML examples on
+            Meta-World use 10, 1 is Meta-World's own box).
 
     Raises:
-        ValueError: An unknown benchmark or class, or an ``env_name`` given to ML10 / ML45.
+        ValueError: An unknown benchmark or class, an ``env_name`` given to ML10 / ML45, or an
+            ``action_scale`` that is not a finite number > 0.
     """
 
     metadata = {"render_modes": []}
     reports_success = True  # info["success"] at every step: logs get success-rate columns
 
-    def __init__(self, benchmark: str = "ML1", env_name: str | None = None, benchmark_seed: int = 0) -> None:
+    def __init__(
+        self, benchmark: str = "ML1", env_name: str | None = None, benchmark_seed: int = 0, action_scale: float = 1.0
+    ) -> None:
         if benchmark not in ("ML1", "ML10", "ML45"):
             raise ValueError(f"benchmark must be 'ML1', 'ML10' or 'ML45', got {benchmark!r}.")
         if benchmark == "ML1":
@@ -145,6 +154,7 @@ class MetaWorldFamily(gym.Env):
         if isinstance(benchmark_seed, bool) or not isinstance(benchmark_seed, int) or benchmark_seed < 0:
             raise ValueError(f"benchmark_seed must be an integer >= 0, got {benchmark_seed!r}.")
         self.benchmark, self.env_name, self.benchmark_seed = benchmark, env_name, benchmark_seed
+        self.action_scale = check_action_scale(action_scale)
         bench = load_benchmark(benchmark, env_name, benchmark_seed)
         self._classes = {"train": dict(bench.train_classes), "test": dict(bench.test_classes)}
         self._goals: dict[tuple[str, str], list[Any]] = {}  # (split, class) -> Meta-World's tasks
@@ -156,7 +166,7 @@ class MetaWorldFamily(gym.Env):
             for split in SPLITS
         }
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
+        self.action_space = scaled_box(gym.spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32), self.action_scale)
         self._envs: dict[str, Any] = {}  # class -> its Meta-World env, built on first use
         self._task: MetaWorldTask | None = None
         self._env: Any = None
@@ -241,7 +251,9 @@ class MetaWorldFamily(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._require_task()
-        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        action = np.clip(np.asarray(action, dtype=np.float32), self.action_space.low, self.action_space.high)
+        if self.action_scale != 1.0:
+            action = action / np.float32(self.action_scale)
         obs, reward, terminated, truncated, info = self._env.step(action)
         info = {**info, "success": float(info.get("success", 0.0)), "task": self._task}
         return np.asarray(obs, dtype=np.float64), float(reward), bool(terminated), bool(truncated), info
@@ -280,22 +292,22 @@ class MetaWorldFamily(gym.Env):
 class MetaWorldML1Env(MetaWorldFamily):
     """ML1: one Meta-World class, 50 meta-training and 50 meta-test goals (``env_name``, e.g. ``"reach-v3"``)."""
 
-    def __init__(self, env_name: str = "reach-v3", benchmark_seed: int = 0) -> None:
-        super().__init__("ML1", env_name, benchmark_seed)
+    def __init__(self, env_name: str = "reach-v3", benchmark_seed: int = 0, action_scale: float = 1.0) -> None:
+        super().__init__("ML1", env_name, benchmark_seed, action_scale)
 
 
 class MetaWorldML10Env(MetaWorldFamily):
     """ML10: 10 meta-training classes, 5 meta-test classes, 50 goals each."""
 
-    def __init__(self, benchmark_seed: int = 0) -> None:
-        super().__init__("ML10", None, benchmark_seed)
+    def __init__(self, benchmark_seed: int = 0, action_scale: float = 1.0) -> None:
+        super().__init__("ML10", None, benchmark_seed, action_scale)
 
 
 class MetaWorldML45Env(MetaWorldFamily):
     """ML45: 45 meta-training classes, 5 meta-test classes, 50 goals each."""
 
-    def __init__(self, benchmark_seed: int = 0) -> None:
-        super().__init__("ML45", None, benchmark_seed)
+    def __init__(self, benchmark_seed: int = 0, action_scale: float = 1.0) -> None:
+        super().__init__("ML45", None, benchmark_seed, action_scale)
 
 
 __all__ = [

@@ -140,6 +140,35 @@ def test_steps_clip_actions_report_success_and_bad_tasks_are_named() -> None:
         family.set_task(("reach-v3", 0))
 
 
+def test_action_scale_divides_the_clipped_action() -> None:
+    """``action_scale = S``: acting ``S * a`` is acting ``a`` on Meta-World's box, clipped at ``S``."""
+    plain = make_family("MetaWorld-ML1", env_name="reach-v3")
+    scaled = make_family("MetaWorld-ML1", env_name="reach-v3", action_scale=10.0)
+    assert scaled.action_space.low.tolist() == [-10.0] * 4 and scaled.action_space.high.tolist() == [10.0] * 4
+    task = MetaWorldTask("reach-v3", 5, "train")
+    rng = np.random.default_rng(0)
+    actions = np.clip(rng.normal(0.0, 0.5, (30, 4)), -1.2, 1.2).astype(np.float32)  # some outside [-1, 1]
+    trajectories = []
+    for env, scale in ((plain, 1.0), (scaled, 10.0)):
+        env.unwrapped.set_task(task)
+        obs, _ = env.reset()
+        steps = [obs]
+        for a in actions:
+            obs, reward, *_ = env.step(a * np.float32(scale))
+            steps += [obs, [reward]]
+        trajectories.append(np.concatenate([np.ravel(x) for x in steps]))
+    np.testing.assert_allclose(trajectories[1], trajectories[0], rtol=0, atol=1e-6)
+    scaled.unwrapped.set_task(task)
+    scaled.reset()
+    obs_big, *_ = scaled.step(np.full(4, 50.0, dtype=np.float32))
+    scaled.unwrapped.set_task(task)
+    scaled.reset()
+    obs_edge, *_ = scaled.step(np.full(4, 10.0, dtype=np.float32))
+    np.testing.assert_array_equal(obs_big, obs_edge)  # clipped to [-S, S]
+    with pytest.raises(FamilyConstructionError, match="action_scale must be a finite number > 0"):
+        make_family("MetaWorld-ML1", env_name="reach-v3", action_scale=0)
+
+
 def test_check_env_passes_on_ml1() -> None:
     results = check_family("MetaWorld-ML1", {"env_name": "push-v3"})
     assert all(r.ok for r in results), format_results(results)

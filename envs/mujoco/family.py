@@ -7,12 +7,12 @@ backend (``batch``).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from gymnasium import spaces, utils
+from gymnasium import utils
 
+from metarl.envs.action_scale import check_action_scale, scaled_box
 from metarl.envs.mujoco.base import mujoco, quiet_model_compiler
 from metarl.errors import TaskNotSetError
 
@@ -53,24 +53,12 @@ class MujocoTaskFamily:
     action_space: Any
 
     def __init__(self, action_scale: float = 1.0, batch_threads: int | None = None, **kwargs: Any) -> None:
-        if (
-            isinstance(action_scale, bool)
-            or not isinstance(action_scale, (int, float))
-            or not (math.isfinite(action_scale) and action_scale > 0)
-        ):
-            raise ValueError(
-                "action_scale must be a finite number > 0 (10 is the published MAML setting, 1 acts on the controls "
-                f"directly), got {action_scale!r}."
-            )
+        action_scale = check_action_scale(action_scale)
         if batch_threads is not None and batch_threads < 1:
             raise ValueError(f"batch_threads must be >= 1 (or None for every CPU core), got {batch_threads}.")
         super().__init__(**kwargs)
-        self.action_scale = float(action_scale)
-        if self.action_scale != 1.0:  # Gymnasium's space is the actuators' ctrlrange
-            scale = np.float32(self.action_scale)
-            self.action_space = spaces.Box(
-                self.action_space.low * scale, self.action_space.high * scale, dtype=np.float32
-            )
+        self.action_scale = action_scale
+        self.action_space = scaled_box(self.action_space, action_scale)  # Gymnasium's is the ctrlrange
         self.batch_threads = batch_threads
         # Unpickling calls type(self)(**kwargs); a subclass that takes more arguments records them again.
         utils.EzPickle.__init__(self, action_scale=action_scale, batch_threads=batch_threads, **kwargs)  # type: ignore[arg-type]
