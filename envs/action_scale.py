@@ -7,7 +7,8 @@ instead of saturating a third of the actions. pytorch-maml-rl (``normalization_s
 garage (``normalize(env, expected_action_scale=10.)``, in its MuJoCo and Meta-World MAML
 examples alike) and ProMP (``NormalizedEnv``) all use ``S = 10``. The MuJoCo families
 (``metarl.envs.mujoco.family``) and the Meta-World families (``metarl.envs.metaworld``) share
-these two functions, so the option means the same everywhere.
+these functions, so the option means the same everywhere (the batched MuJoCo backend calls
+``to_control`` on a whole meta-batch of actions).
 
 Example:
     >>> import gymnasium as gym
@@ -43,4 +44,10 @@ def scaled_box(native: spaces.Box, scale: float) -> spaces.Box:
     return spaces.Box(native.low * s, native.high * s, dtype=np.float32)
 
 
-__all__ = ["check_action_scale", "scaled_box"]
+def to_control(action: Any, low: np.ndarray, high: np.ndarray, scale: float) -> np.ndarray:
+    """What the simulator gets: ``clip(action, low, high) / scale`` (``low``, ``high``: the policy's box;
+    any leading batch dimensions)."""
+    return np.clip(action, low, high) / scale
+
+
+__all__ = ["check_action_scale", "scaled_box", "to_control"]

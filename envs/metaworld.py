@@ -72,7 +72,7 @@ except ImportError as e:  # pragma: no cover - without the extra
     ) from e
 
 from metarl.envs import metaworld_compat  # noqa: E402
-from metarl.envs.action_scale import check_action_scale, scaled_box  # noqa: E402
+from metarl.envs.action_scale import check_action_scale, scaled_box, to_control  # noqa: E402
 
 metaworld_compat.apply()
 
@@ -251,9 +251,8 @@ class MetaWorldFamily(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._require_task()
-        action = np.clip(np.asarray(action, dtype=np.float32), self.action_space.low, self.action_space.high)
-        if self.action_scale != 1.0:
-            action = action / np.float32(self.action_scale)
+        space = self.action_space
+        action = to_control(np.asarray(action, dtype=np.float32), space.low, space.high, self.action_scale)
         obs, reward, terminated, truncated, info = self._env.step(action)
         info = {**info, "success": float(info.get("success", 0.0)), "task": self._task}
         return np.asarray(obs, dtype=np.float64), float(reward), bool(terminated), bool(truncated), info

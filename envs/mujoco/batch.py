@@ -89,6 +89,7 @@ except ImportError as e:  # pragma: no cover - mujoco < 4 or no mujoco at all
         "The batched MuJoCo backend needs mujoco >= 4 (mujoco.batch): pip install -U 'metarl[mujoco]'."
     ) from e
 
+from metarl.envs.action_scale import to_control  # noqa: E402
 from metarl.envs.mujoco.base import task_vector  # noqa: E402
 
 ROBOTS = {HalfCheetahEnv: "half_cheetah", AntEnv: "ant", HopperEnv: "hopper", Walker2dEnv: "walker2d"}
@@ -290,9 +291,11 @@ class BatchedMujocoEnv:
             raise ValueError(f"BatchedMujocoEnv.step expects actions of shape {expected}, got {tuple(actions.shape)}.")
         if not self._started:
             raise RuntimeError("BatchedMujocoEnv.step before reset: call reset() first.")
-        action = (
-            np.clip(actions.detach().cpu().numpy().astype(np.float32, copy=False), self.action_low, self.action_high)
-            / self.action_scale
+        action = to_control(
+            actions.detach().cpu().numpy().astype(np.float32, copy=False),
+            self.action_low,
+            self.action_high,
+            self.action_scale,
         )
         ended = self.done.copy()
         ids = None if not ended.any() else np.flatnonzero(~ended)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from gymnasium import utils
 
-from metarl.envs.action_scale import check_action_scale, scaled_box
+from metarl.envs.action_scale import check_action_scale, scaled_box, to_control
 from metarl.envs.mujoco.base import mujoco, quiet_model_compiler
 from metarl.errors import TaskNotSetError
 
@@ -123,7 +123,7 @@ class MujocoTaskFamily:
 
     def _to_control(self, action: Any) -> np.ndarray:
         """The control ``clip(action, -S, S) / S`` that is simulated and pays the control cost."""
-        return np.clip(action, self.action_space.low, self.action_space.high) / self.action_scale
+        return to_control(action, self.action_space.low, self.action_space.high, self.action_scale)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
