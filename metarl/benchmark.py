@@ -72,7 +72,7 @@ class Budget:
     maml_iterations: int | None
     """Meta-iterations (``None``: the config's ``num_iterations``)."""
     ppo_timesteps: int
-    """Environment steps of each PPO baseline."""
+    """Environment steps of the pretrained PPO baseline (and of the oracle without ``oracle_timesteps``)."""
     eval_tasks: int
     eval_episodes: int
     max_steps: int
@@ -83,6 +83,15 @@ class Budget:
     """Training tasks used to pick a baseline's step size."""
     config_overrides: tuple[str, ...] = field(default_factory=tuple)
     """Applied to the config (the smoke budget shrinks the meta-batch)."""
+    oracle_timesteps: int | None = None
+    """Environment steps of the oracle (``None``: ``ppo_timesteps``). The oracle is an upper
+    reference and must clearly beat every meta-learned method: give it more where it does not."""
+
+    def timesteps(self, method: str) -> int:
+        """The PPO environment steps of baseline ``method`` (``pretrained`` or ``oracle``)."""
+        if method == "oracle" and self.oracle_timesteps is not None:
+            return self.oracle_timesteps
+        return self.ppo_timesteps
 
 
 BUDGETS = {
@@ -210,13 +219,14 @@ def run_seed(
     progress: bool = False,
     threads: int = 1,
     reuse: dict[str, Any] | None = None,
+    reuse_methods: Sequence[str] = ("pretrained", "oracle"),
 ) -> dict[str, Any]:
     """Train (or load) every method for one seed and evaluate them; safe to run in a worker process.
 
     With ``reuse`` (this seed's entry of an earlier ``benchmark.json`` with the same settings,
-    ``reusable_baselines``) the PPO baselines are not trained again: their returns are copied,
-    and the random baseline is evaluated again and must come out bit-identical, the check that
-    the evaluation itself has not changed since.
+    ``reusable_baselines``) the PPO baselines in ``reuse_methods`` are not trained again: their
+    returns are copied, and the random baseline is evaluated again and must come out
+    bit-identical, the check that the evaluation itself has not changed since.
 
     Returns:
         ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
@@ -253,16 +263,16 @@ def run_seed(
     hidden = tuple(config.hidden_sizes)
     if config.activation != "tanh":
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
-    reused = ("pretrained", "oracle") if reuse is not None else ()
+    reused = tuple(m for m in ("pretrained", "oracle") if m in reuse_methods) if reuse is not None else ()
     for name, oracle in (("pretrained", False), ("oracle", True)):
         if name in reused:
             continue
         t = time.perf_counter()
-        _say(seed, f"training PPO {name} ({budget.ppo_timesteps:,} env steps) ...")
+        _say(seed, f"training PPO {name} ({budget.timesteps(name):,} env steps) ...")
         model = train_ppo(
             config.family,
             horizon,
-            budget.ppo_timesteps,
+            budget.timesteps(name),
             seed,
             hidden,
             config.init_std,
@@ -353,21 +363,28 @@ BASELINE_CONFIG_KEYS = (
     "gae_lambda",
     "normalize_advantages",
 )
-BASELINE_BUDGET_KEYS = ("ppo_timesteps", "eval_tasks", "eval_episodes", "max_steps", "lr_grid", "lr_tasks")
+BASELINE_BUDGET_KEYS = ("eval_tasks", "eval_episodes", "max_steps", "lr_grid", "lr_tasks")
+"""Budget settings every baseline depends on; each PPO baseline also on its own steps (``Budget.timesteps``)."""
 
 
 def reusable_baselines(
     path: str | Path, config: TrainConfig, budget: Budget, seeds: Sequence[int]
-) -> list[dict | None]:
+) -> tuple[list[dict | None], tuple[str, ...]]:
     """The per-seed entries of the benchmark at ``path`` (its ``benchmark.json`` or folder), checked reusable.
 
+    A PPO baseline is reusable when the earlier benchmark trained it with as many steps as
+    this one would, so a benchmark that only raises ``oracle_timesteps`` reuses the pretrained
+    baseline and trains the oracle again.
+
     Returns:
-        One entry per seed in ``seeds``; ``None`` for a seed the earlier benchmark lacks (its
-        baselines are trained), so a benchmark can reuse the seeds that ran and add more.
+        ``(entries, methods)``: one entry per seed in ``seeds`` (``None`` for a seed the earlier
+        benchmark lacks: its baselines are trained, so a benchmark can reuse the seeds that
+        ran and add more), and the PPO baselines whose returns are reused.
 
     Raises:
         ValueError: No such file, or it differs from this benchmark in a setting the baselines
-            depend on (named), or shares no seed with it.
+            depend on (named), or trained neither PPO baseline with this benchmark's steps, or
+            shares no seed with it.
     """
     file = Path(path) / "benchmark.json" if Path(path).is_dir() else Path(path)
     if not file.is_file():
@@ -390,6 +407,16 @@ def reusable_baselines(
                 f"--baselines-from {file}: its budget's {key} is {old['budget'].get(key)!r}, this benchmark's "
                 f"{new_budget[key]!r}. Use the same budget (and --ppo-timesteps)."
             )
+    old_steps = {"pretrained": old["budget"].get("ppo_timesteps")}
+    old_steps["oracle"] = old["budget"].get("oracle_timesteps") or old_steps["pretrained"]
+    methods = tuple(m for m in ("pretrained", "oracle") if old_steps[m] == budget.timesteps(m))
+    if not methods:
+        raise ValueError(
+            f"--baselines-from {file}: its budget's ppo_timesteps is {old_steps['pretrained']!r} (oracle "
+            f"{old_steps['oracle']!r}), this benchmark's {budget.timesteps('pretrained')!r} (oracle "
+            f"{budget.timesteps('oracle')!r}): neither PPO baseline would be the same. Use the same "
+            "--ppo-timesteps (or change only --oracle-timesteps)."
+        )
     if old.get("eval_task_seed") != EVAL_TASK_SEED:
         raise ValueError(
             f"--baselines-from {file} used other held-out tasks (eval_task_seed {old.get('eval_task_seed')})."
@@ -399,7 +426,7 @@ def reusable_baselines(
         raise ValueError(
             f"--baselines-from {file} has none of seeds {', '.join(map(str, seeds))} (it has {sorted(by_seed)})."
         )
-    return [by_seed.get(s) for s in seeds]
+    return [by_seed.get(s) for s in seeds], methods
 
 
 def summarize(
@@ -490,9 +517,13 @@ def seed_means(per_seed: list[dict[str, Any]], method: str, step: int) -> list[f
 def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
     """One line: MAML's meta-iterations per seed (from its learning curve) and the PPO budget."""
     iterations = "/".join(map(str, maml_iterations(per_seed)))
+    if budget.timesteps("oracle") == budget.ppo_timesteps:
+        ppo = f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed"
+    else:
+        ppo = f"PPO pretrained {budget.ppo_timesteps:,} and oracle {budget.timesteps('oracle'):,} env steps per seed"
     return (
         f"Training: MAML {iterations} meta-iterations (seeds {'/'.join(str(s['seed']) for s in per_seed)}); "
-        f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed; "
+        f"{ppo}; "
         f"evaluation on {budget.eval_tasks} held-out tasks x {budget.eval_episodes} episodes after "
         f"0..{budget.max_steps} steps."
     )
@@ -520,6 +551,7 @@ def run_benchmark(
     ppo_timesteps: int | None = None,
     progress: bool = False,
     baselines_from: str | Path | None = None,
+    oracle_timesteps: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring and write its outputs to ``out``.
 
@@ -531,10 +563,12 @@ def run_benchmark(
         overrides: ``key=value`` config overrides.
         maml_runs: Existing MAML run directories, one per seed, instead of training.
         jobs: Seeds run in parallel processes (one torch thread each).
-        ppo_timesteps: Override the budget's PPO steps.
+        ppo_timesteps: Override the budget's PPO steps (both baselines').
         progress: Show MAML's progress bar.
         baselines_from: An earlier benchmark (folder or ``benchmark.json``) with the same
             settings whose PPO baselines to reuse instead of training them (``run_seed``).
+        oracle_timesteps: The oracle's PPO steps, when it needs more than the pretrained
+            baseline to be a credible upper reference (default: ``ppo_timesteps``).
 
     Returns:
         The report written to ``benchmark.json``.
@@ -547,6 +581,10 @@ def run_benchmark(
         if ppo_timesteps < 1:
             raise ValueError(f"ppo_timesteps must be >= 1, got {ppo_timesteps}.")
         b = replace(b, ppo_timesteps=ppo_timesteps)
+    if oracle_timesteps is not None:
+        if oracle_timesteps < 1:
+            raise ValueError(f"oracle_timesteps must be >= 1, got {oracle_timesteps}.")
+        b = replace(b, oracle_timesteps=oracle_timesteps)
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}.")
@@ -559,7 +597,10 @@ def run_benchmark(
     )
     for run in maml_runs or []:  # fail before anything is written
         load_checkpoint(Path(run) / "checkpoints" / "last.pt")
-    reuse = reusable_baselines(baselines_from, cfg, b, seeds) if baselines_from is not None else [None] * len(seeds)
+    reuse: list[dict | None] = [None] * len(seeds)
+    reuse_methods: tuple[str, ...] = ()
+    if baselines_from is not None:
+        reuse, reuse_methods = reusable_baselines(baselines_from, cfg, b, seeds)
     out = Path(out)
     with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
         if (out / "progress.csv").exists() or (out / "checkpoints").exists():
@@ -578,10 +619,24 @@ def run_benchmark(
             n = len(seeds)
             with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
                 per_seed = list(
-                    pool.map(run_seed, [cfg] * n, [b] * n, seeds, [str(out)] * n, runs, [False] * n, [1] * n, reuse)
+                    pool.map(
+                        run_seed,
+                        [cfg] * n,
+                        [b] * n,
+                        seeds,
+                        [str(out)] * n,
+                        runs,
+                        [False] * n,
+                        [1] * n,
+                        reuse,
+                        [reuse_methods] * n,
+                    )
                 )
         else:
-            per_seed = [run_seed(cfg, b, s, str(out), r, progress, reuse=u) for s, r, u in zip(seeds, runs, reuse)]
+            per_seed = [
+                run_seed(cfg, b, s, str(out), r, progress, reuse=u, reuse_methods=reuse_methods)
+                for s, r, u in zip(seeds, runs, reuse)
+            ]
         summary = summarize(per_seed)
         success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
         verdict: dict[str, Any] = claim(summary, per_seed=per_seed)

@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)"
     )
+    bench.add_argument(
+        "--oracle-timesteps",
+        type=_count(1),
+        help="the oracle's PPO environment steps, when it needs more than the pretrained baseline (default: "
+        "--ppo-timesteps)",
+    )
     bench.add_argument("--jobs", type=_count(1), default=1, help="seeds in parallel processes (one torch thread each)")
     bench.add_argument(
         "--baselines-from",
@@ -212,6 +218,7 @@ def _benchmark(args: argparse.Namespace) -> None:
             args.jobs,
             args.ppo_timesteps,
             baselines_from=args.baselines_from,
+            oracle_timesteps=args.oracle_timesteps,
         )
     except (ValueError, FileExistsError) as e:
         if isinstance(e, USER_ERRORS):

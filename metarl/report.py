@@ -74,6 +74,14 @@ def _interval(row: dict[str, Any], signed: bool) -> str:
     return f"{_num(row['mean'], signed)} [{_num(low, signed)}, {_num(high, signed)}]"
 
 
+def _ppo_steps(budget: dict[str, Any]) -> str:
+    """The PPO baselines' budget, as the README states it."""
+    oracle = budget.get("oracle_timesteps") or budget["ppo_timesteps"]
+    if oracle == budget["ppo_timesteps"]:
+        return f"PPO baselines {budget['ppo_timesteps']:,} env steps each"
+    return f"PPO pretrained {budget['ppo_timesteps']:,} and oracle {oracle:,} env steps"
+
+
 def render_benchmark(report: dict[str, Any], name: str) -> str:
     """The table of one ``benchmark.json``: method x adaptation steps, mean [95% CI]."""
     summary, per_seed, budget = report["summary"], report["per_seed"], report["budget"]
@@ -88,8 +96,7 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
         f"{budget['eval_episodes']} episodes, "
         f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
-        f"{batch}; PPO baselines "
-        f"{budget['ppo_timesteps']:,} env steps each; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
+        f"{batch}; {_ppo_steps(budget)}; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
         f"`benchmarks/results/{name}/`.",
         "",
         *_method_table(summary, lambda r: _interval(r, signed), steps),

@@ -164,6 +164,7 @@ CLI_CASES = [
     (["benchmark", "--seeds", "0", "--maml-runs", "{run}", "{run}", "--out", NEW], "one MAML run per seed"),
     (["benchmark", "--maml-runs", "{broken}", "--out", NEW], "corrupt"),
     (["benchmark", "--ppo-timesteps", "0", "--out", NEW], "must be >= 1"),
+    (["benchmark", "--oracle-timesteps", "0", "--out", NEW], "must be >= 1"),
     (["benchmark", "--jobs", "0", "--out", NEW], "must be >= 1"),
     (["benchmark", "--config", "{root}/missing.yaml", "--out", NEW], "No config file"),
     (["benchmark", "--set", "gamma=7", "--out", NEW], "gamma"),

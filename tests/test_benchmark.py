@@ -246,6 +246,22 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     assert "baselines_reused" not in added["per_seed"][1]
     assert added["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
     assert added["per_seed"][1]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
+    # only the oracle's steps raised: the pretrained baseline is reused, the oracle trained again
+    stronger = run_benchmark(
+        "2d-navigation",
+        tiny,
+        [0],
+        tmp_path / "oracle",
+        ["horizon=20", "hidden_sizes=[8]"],
+        maml_runs=[str(out / "runs" / "maml-seed0")],
+        baselines_from=out,
+        oracle_timesteps=512,
+    )
+    assert stronger["per_seed"][0]["baselines_reused"] == ["pretrained"]
+    assert stronger["budget"]["oracle_timesteps"] == 512 and stronger["budget"]["ppo_timesteps"] == 256
+    assert stronger["per_seed"][0]["returns"]["pretrained"] == saved["per_seed"][0]["returns"]["pretrained"]
+    assert stronger["per_seed"][0]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
+    assert "PPO pretrained 256 and oracle 512 env steps per seed" in (tmp_path / "oracle" / "benchmark.md").read_text()
     with pytest.raises(ValueError, match="budget's ppo_timesteps is 256"):
         run_benchmark(
             "2d-navigation",

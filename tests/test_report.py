@@ -77,6 +77,9 @@ def test_render_benchmark_writes_every_number_from_the_report() -> None:
         "20 episodes" in text
     )
     assert "PPO baselines 1,000,000 env steps each" in text and "`benchmarks/results/benchmark-x/`" in text
+    stronger = synthetic_report()
+    stronger["budget"]["oracle_timesteps"] = 3_000_000
+    assert "PPO pretrained 1,000,000 and oracle 3,000,000 env steps;" in render_benchmark(stronger, "benchmark-x")
     assert "| MAML | -14.0 [-20.0, -8.0] | **+261.0 [+250.0, +272.0]** |" in text  # signed: some returns are positive
     assert "| random initialization | -24.0 [-30.0, -18.0] | -9.0 [-15.0, -3.0] |" in text
     # paired: MAML minus pretrained per task is 263 and 281 in both seeds (mean 272), recomputed from per_seed
