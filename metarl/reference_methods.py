@@ -7,8 +7,12 @@
 
 Both use metarl's policy architecture (``hidden_sizes`` tanh MLP with a state-independent
 log standard deviation), so ``sb3_to_metarl`` copies their weights into a
-``GaussianMLPPolicy`` and fine-tuning uses the very inner step MAML uses. Needs the
-``baselines`` extra (``pip install 'metarl[baselines]'``).
+``GaussianMLPPolicy`` and fine-tuning uses the very inner step MAML uses. With
+``normalize`` PPO trains on running-normalized observations and rewards (SB3's
+``VecNormalize``, as RL Baselines3 Zoo does for MuJoCo; observations unclipped), and the
+final observation statistics are folded into the first layer, so the copied policy acts
+on raw observations exactly as PPO's did. Needs the ``baselines`` extra
+(``pip install 'metarl[baselines]'``).
 """
 
 from __future__ import annotations
@@ -129,6 +133,8 @@ def train_ppo(
     env_kwargs: dict[str, Any] | None = None,
     n_envs: int = 8,
     rollout_steps: int = 2048,
+    normalize: bool = False,
+    batch_size: int = 64,
 ) -> Any:
     """Train SB3 PPO on the family, a new task every episode.
 
@@ -145,12 +151,14 @@ def train_ppo(
         rollout_steps: Environment steps per PPO update, over all envs (SB3's default
             2048: ``n_steps = rollout_steps // n_envs`` per env). A larger rollout means
             fewer updates for the same budget: at 250k steps, 8 envs x 2048 would be 15.
+        normalize: Running normalization of observations and rewards (``VecNormalize``).
+        batch_size: PPO's minibatch (SB3's default 64; capped at the rollout).
 
     Returns:
         The trained ``stable_baselines3.PPO`` model.
     """
     sb3 = require_sb3()
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     kwargs = dict(env_kwargs or {})
 
@@ -162,7 +170,9 @@ def train_ppo(
 
         return thunk
 
-    vec = DummyVecEnv([make(i) for i in range(n_envs)])
+    vec: Any = DummyVecEnv([make(i) for i in range(n_envs)])
+    if normalize:  # unclipped observations, so that the statistics fold into the first layer exactly
+        vec = VecNormalize(vec, norm_obs=True, norm_reward=True, clip_obs=np.inf)
     vec.seed(seed)
     policy_kwargs = {
         "net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)},
@@ -176,7 +186,7 @@ def train_ppo(
         "MlpPolicy",
         vec,
         n_steps=n_steps,
-        batch_size=min(64, n_steps * n_envs),
+        batch_size=min(batch_size, n_steps * n_envs),
         policy_kwargs=policy_kwargs,
         seed=seed,
         device="cpu",
@@ -188,6 +198,9 @@ def train_ppo(
 
 def sb3_to_metarl(model: Any, hidden_sizes: tuple[int, ...]) -> GaussianMLPPolicy:
     """Copy an SB3 PPO Gaussian policy's actor into a metarl ``GaussianMLPPolicy``.
+
+    A model trained on ``VecNormalize`` observations gets their final statistics folded into
+    the first layer: ``W (x - mu) / sigma + b = (W / sigma) x + (b - W mu / sigma)``.
 
     Raises:
         ValueError: The SB3 policy is not a ``hidden_sizes`` tanh MLP with a Gaussian head.
@@ -208,7 +221,37 @@ def sb3_to_metarl(model: Any, hidden_sizes: tuple[int, ...]) -> GaussianMLPPolic
             target.weight.copy_(layer.weight)
             target.bias.copy_(layer.bias)
         policy.log_std.copy_(sb3_policy.log_std)
+        stats = _obs_statistics(model)
+        if stats is not None:
+            first = policy.layers[0]
+            assert isinstance(first, torch.nn.Linear)
+            mean, std = (torch.as_tensor(a, dtype=torch.float64) for a in stats)
+            weight = first.weight.double() / std
+            first.bias.copy_((first.bias.double() - weight @ mean).float())
+            first.weight.copy_(weight.float())
     return policy
+
+
+def _obs_statistics(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` of the observations of a model trained on ``VecNormalize``, else ``None``.
+
+    Raises:
+        ValueError: The observations were clipped (the fold would not be exact).
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = model.get_env()
+    while env is not None and not isinstance(env, VecNormalize):
+        env = getattr(env, "venv", None)
+    if env is None or not env.norm_obs:
+        return None
+    if np.isfinite(env.clip_obs):
+        raise ValueError(
+            f"The PPO model clipped its normalized observations at {env.clip_obs}; train it with "
+            "VecNormalize(clip_obs=np.inf) (train_ppo(normalize=True)) so the statistics fold into the policy."
+        )
+    rms = env.obs_rms
+    return np.asarray(rms.mean, dtype=np.float64), np.sqrt(np.asarray(rms.var, dtype=np.float64) + env.epsilon)
 
 
 def policy_mean(policy: Policy, obs: np.ndarray) -> np.ndarray:

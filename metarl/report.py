@@ -78,8 +78,10 @@ def _ppo_steps(budget: dict[str, Any]) -> str:
     """The PPO baselines' budget, as the README states it."""
     oracle = budget.get("oracle_timesteps") or budget["ppo_timesteps"]
     if oracle == budget["ppo_timesteps"]:
-        return f"PPO baselines {budget['ppo_timesteps']:,} env steps each"
-    return f"PPO pretrained {budget['ppo_timesteps']:,} and oracle {oracle:,} env steps"
+        text = f"PPO baselines {budget['ppo_timesteps']:,} env steps each"
+    else:
+        text = f"PPO pretrained {budget['ppo_timesteps']:,} and oracle {oracle:,} env steps"
+    return text + (" (normalized observations and rewards)" if budget.get("ppo_normalize") else "")
 
 
 def render_benchmark(report: dict[str, Any], name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -102,6 +102,24 @@ def test_sb3_weights_load_into_the_metarl_policy_exactly() -> None:
         sb3_to_metarl(model, (64, 64))
 
 
+def test_normalized_ppo_folds_its_statistics_into_the_policy() -> None:
+    """With ``normalize`` the copied policy acts on raw observations as PPO did on normalized ones."""
+    torch.set_num_threads(1)
+    model = train_ppo("Navigation2D", horizon=10, timesteps=256, seed=0, hidden_sizes=(8, 8), n_envs=2, normalize=True)
+    vec = model.get_env()
+    assert vec.obs_rms.count > 1 and not np.allclose(vec.obs_rms.var, 1.0)  # statistics were gathered
+    policy = sb3_to_metarl(model, (8, 8))
+    obs = np.random.default_rng(0).normal(scale=0.3, size=(6, 2)).astype(np.float32)
+    with torch.no_grad():
+        sb3_mean = model.policy.get_distribution(torch.as_tensor(vec.normalize_obs(obs))).distribution.mean.numpy()
+        unfolded = model.policy.get_distribution(torch.as_tensor(obs)).distribution.mean.numpy()
+    np.testing.assert_allclose(policy_mean(policy, obs), sb3_mean, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(unfolded, sb3_mean, atol=1e-4)  # the fold matters
+    vec.clip_obs = 10.0
+    with pytest.raises(ValueError, match="clipped its normalized observations"):
+        sb3_to_metarl(model, (8, 8))
+
+
 def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
     torch.set_num_threads(1)
     model = train_ppo(
@@ -183,6 +201,8 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
         lr_grid=(0.05, 0.2),
         lr_tasks=2,
         config_overrides=("meta_batch_size=2", "episodes_per_task=2"),
+        ppo_normalize=True,
+        ppo_batch_size=256,
     )
     out = tmp_path / "bench"
     report = run_benchmark("2d-navigation", tiny, seeds=[0], out=out, overrides=["horizon=20", "hidden_sizes=[8]"])
@@ -262,6 +282,15 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     assert stronger["per_seed"][0]["returns"]["pretrained"] == saved["per_seed"][0]["returns"]["pretrained"]
     assert stronger["per_seed"][0]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
     assert "PPO pretrained 256 and oracle 512 env steps per seed" in (tmp_path / "oracle" / "benchmark.md").read_text()
+    with pytest.raises(ValueError, match="trained with ppo_normalize=True, this benchmark's recipe has False"):
+        run_benchmark(
+            "2d-navigation",
+            replace(tiny, ppo_normalize=False),
+            [0],
+            tmp_path / "recipe",
+            ["horizon=20", "hidden_sizes=[8]"],
+            baselines_from=out,
+        )
     with pytest.raises(ValueError, match="budget's ppo_timesteps is 256"):
         run_benchmark(
             "2d-navigation",
