@@ -123,7 +123,7 @@ BUDGETS = {
         lr_tasks=10,
         # RL Baselines3 Zoo's MuJoCo recipe. A probe on AntDir's oracle (600k steps, one seed):
         # normalization and minibatch 256 reached +196 per training episode where plain PPO with
-        # minibatch 64 reached +120, in 0.54x the time (docs/results.md, "PPO baselines").
+        # minibatch 64 reached +120, in 0.54x the time (docs/results.md, "The benchmark protocol").
         ppo_normalize=True,
         ppo_batch_size=256,
     ),
@@ -380,6 +380,9 @@ BASELINE_BUDGET_KEYS = ("eval_tasks", "eval_episodes", "max_steps", "lr_grid", "
 """Budget settings every baseline depends on; each PPO baseline also on its own steps (``Budget.timesteps``)."""
 PPO_RECIPE_KEYS = {"ppo_normalize": False, "ppo_batch_size": 64}
 """The PPO recipe, with the value a ``benchmark.json`` written before the key existed had."""
+PPO_RECIPES = {"normalized": {"ppo_normalize": True, "ppo_batch_size": 256}, "plain": dict(PPO_RECIPE_KEYS)}
+"""``--ppo-recipe``: ``normalized`` (the budgets' default) or ``plain`` (SB3's defaults, as every
+benchmark before 2026-12-02)."""
 
 
 def reusable_baselines(
@@ -426,7 +429,8 @@ def reusable_baselines(
         if (was := old["budget"].get(key, before)) != new_budget[key]:
             raise ValueError(
                 f"--baselines-from {file}: its PPO baselines were trained with {key}={was!r}, "
-                f"this benchmark's recipe has {new_budget[key]!r}; run without --baselines-from to train them again."
+                f"this benchmark's recipe has {new_budget[key]!r}; pass --ppo-recipe "
+                f"{'plain' if was == before else 'normalized'} to reuse them, or run without --baselines-from."
             )
     old_steps = {"pretrained": old["budget"].get("ppo_timesteps")}
     old_steps["oracle"] = old["budget"].get("oracle_timesteps") or old_steps["pretrained"]
@@ -575,6 +579,7 @@ def run_benchmark(
     progress: bool = False,
     baselines_from: str | Path | None = None,
     oracle_timesteps: int | None = None,
+    ppo_recipe: str | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring and write its outputs to ``out``.
 
@@ -592,6 +597,7 @@ def run_benchmark(
             settings whose PPO baselines to reuse instead of training them (``run_seed``).
         oracle_timesteps: The oracle's PPO steps, when it needs more than the pretrained
             baseline to be a credible upper reference (default: ``ppo_timesteps``).
+        ppo_recipe: A key of ``PPO_RECIPES`` (default: the budget's).
 
     Returns:
         The report written to ``benchmark.json``.
@@ -608,6 +614,10 @@ def run_benchmark(
         if oracle_timesteps < 1:
             raise ValueError(f"oracle_timesteps must be >= 1, got {oracle_timesteps}.")
         b = replace(b, oracle_timesteps=oracle_timesteps)
+    if ppo_recipe is not None:
+        if ppo_recipe not in PPO_RECIPES:
+            raise ValueError(f"Unknown PPO recipe {ppo_recipe!r}; choose one of {', '.join(PPO_RECIPES)}.")
+        b = replace(b, **PPO_RECIPES[ppo_recipe])
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}.")

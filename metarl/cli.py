@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the oracle's PPO environment steps, when it needs more than the pretrained baseline (default: "
         "--ppo-timesteps)",
     )
+    bench.add_argument(
+        "--ppo-recipe",
+        choices=("normalized", "plain"),
+        help="the PPO baselines' recipe: normalized observations and rewards with minibatch 256 (the budgets' "
+        "default) or plain SB3 defaults (benchmarks written before 2026-12-02)",
+    )
     bench.add_argument("--jobs", type=_count(1), default=1, help="seeds in parallel processes (one torch thread each)")
     bench.add_argument(
         "--baselines-from",
@@ -219,6 +225,7 @@ def _benchmark(args: argparse.Namespace) -> None:
             args.ppo_timesteps,
             baselines_from=args.baselines_from,
             oracle_timesteps=args.oracle_timesteps,
+            ppo_recipe=args.ppo_recipe,
         )
     except (ValueError, FileExistsError) as e:
         if isinstance(e, USER_ERRORS):

@@ -165,6 +165,7 @@ CLI_CASES = [
     (["benchmark", "--maml-runs", "{broken}", "--out", NEW], "corrupt"),
     (["benchmark", "--ppo-timesteps", "0", "--out", NEW], "must be >= 1"),
     (["benchmark", "--oracle-timesteps", "0", "--out", NEW], "must be >= 1"),
+    (["benchmark", "--ppo-recipe", "tuned", "--out", NEW], "invalid choice: 'tuned'"),
     (["benchmark", "--jobs", "0", "--out", NEW], "must be >= 1"),
     (["benchmark", "--config", "{root}/missing.yaml", "--out", NEW], "No config file"),
     (["benchmark", "--set", "gamma=7", "--out", NEW], "gamma"),

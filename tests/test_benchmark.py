@@ -13,6 +13,7 @@ import torch
 from metarl.benchmark import (
     BUDGETS,
     METHODS,
+    PPO_RECIPES,
     Budget,
     claim,
     claim_text,
@@ -282,15 +283,14 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     assert stronger["per_seed"][0]["returns"]["pretrained"] == saved["per_seed"][0]["returns"]["pretrained"]
     assert stronger["per_seed"][0]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
     assert "PPO pretrained 256 and oracle 512 env steps per seed" in (tmp_path / "oracle" / "benchmark.md").read_text()
-    with pytest.raises(ValueError, match="trained with ppo_normalize=True, this benchmark's recipe has False"):
+    with pytest.raises(ValueError, match="trained with ppo_normalize=True, .* has False; pass --ppo-recipe normalized"):
         run_benchmark(
-            "2d-navigation",
-            replace(tiny, ppo_normalize=False),
-            [0],
-            tmp_path / "recipe",
-            ["horizon=20", "hidden_sizes=[8]"],
-            baselines_from=out,
-        )
+            "2d-navigation", tiny, [0], tmp_path / "recipe", ["horizon=20", "hidden_sizes=[8]"],
+            baselines_from=out, ppo_recipe="plain",
+        )  # fmt: skip
+    assert replace(tiny, ppo_normalize=False, ppo_batch_size=64) == replace(tiny, **PPO_RECIPES["plain"])
+    with pytest.raises(ValueError, match="Unknown PPO recipe 'tuned'; choose one of normalized, plain"):
+        run_benchmark("2d-navigation", tiny, [0], tmp_path / "r2", ppo_recipe="tuned")
     with pytest.raises(ValueError, match="budget's ppo_timesteps is 256"):
         run_benchmark(
             "2d-navigation",
