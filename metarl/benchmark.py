@@ -98,6 +98,14 @@ class Budget:
         return self.ppo_timesteps
 
 
+PPO_RECIPES = {
+    "normalized": {"ppo_normalize": True, "ppo_batch_size": 256},
+    "plain": {key: Budget.__dataclass_fields__[key].default for key in ("ppo_normalize", "ppo_batch_size")},
+}
+"""``--ppo-recipe``: ``normalized`` (the budgets' default) or ``plain`` (SB3's defaults, the
+``Budget`` field defaults: the recipe of every benchmark before 2026-12-02, whose
+``benchmark.json`` lacks these keys)."""
+
 BUDGETS = {
     "smoke": Budget(
         "smoke",
@@ -109,8 +117,7 @@ BUDGETS = {
         lr_grid=(0.1,),
         lr_tasks=2,
         config_overrides=("meta_batch_size=4", "episodes_per_task=4"),
-        ppo_normalize=True,
-        ppo_batch_size=256,
+        **PPO_RECIPES["normalized"],
     ),
     "full": Budget(
         "full",
@@ -124,8 +131,7 @@ BUDGETS = {
         # RL Baselines3 Zoo's MuJoCo recipe. A probe on AntDir's oracle (600k steps, one seed):
         # normalization and minibatch 256 reached +196 per training episode where plain PPO with
         # minibatch 64 reached +120, in 0.54x the time (docs/results.md, "The benchmark protocol").
-        ppo_normalize=True,
-        ppo_batch_size=256,
+        **PPO_RECIPES["normalized"],
     ),
 }
 
@@ -274,7 +280,7 @@ def run_seed(
     hidden = tuple(config.hidden_sizes)
     if config.activation != "tanh":
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
-    reused = tuple(m for m in ("pretrained", "oracle") if m in reuse_methods) if reuse is not None else ()
+    reused = tuple(reuse_methods) if reuse is not None else ()
     for name, oracle in (("pretrained", False), ("oracle", True)):
         if name in reused:
             continue
@@ -378,11 +384,6 @@ BASELINE_CONFIG_KEYS = (
 )
 BASELINE_BUDGET_KEYS = ("eval_tasks", "eval_episodes", "max_steps", "lr_grid", "lr_tasks")
 """Budget settings every baseline depends on; each PPO baseline also on its own steps (``Budget.timesteps``)."""
-PPO_RECIPE_KEYS = {"ppo_normalize": False, "ppo_batch_size": 64}
-"""The PPO recipe, with the value a ``benchmark.json`` written before the key existed had."""
-PPO_RECIPES = {"normalized": {"ppo_normalize": True, "ppo_batch_size": 256}, "plain": dict(PPO_RECIPE_KEYS)}
-"""``--ppo-recipe``: ``normalized`` (the budgets' default) or ``plain`` (SB3's defaults, as every
-benchmark before 2026-12-02)."""
 
 
 def reusable_baselines(
@@ -425,7 +426,7 @@ def reusable_baselines(
                 f"--baselines-from {file}: its budget's {key} is {old['budget'].get(key)!r}, this benchmark's "
                 f"{new_budget[key]!r}. Use the same budget (and --ppo-timesteps)."
             )
-    for key, before in PPO_RECIPE_KEYS.items():
+    for key, before in PPO_RECIPES["plain"].items():  # a benchmark.json without the key: the plain recipe
         if (was := old["budget"].get(key, before)) != new_budget[key]:
             raise ValueError(
                 f"--baselines-from {file}: its PPO baselines were trained with {key}={was!r}, "
