@@ -17,7 +17,8 @@ training tasks (as the MAML paper's evaluation). Aggregates over seeds x tasks w
 Outputs in ``out``: ``benchmark.json`` (raw per-task returns and the summary),
 ``benchmark.md`` (table), ``adaptation.png`` (return vs adaptation steps, 95% bands) and
 ``learning_curve.png`` (MAML's pre- and post-adaptation return vs meta-iteration, a line per
-seed). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
+seed) and ``baselines/seed<k>/<method>.pt`` (each trained PPO baseline's policy, copied along
+when reused). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
 per-seed means after one step.
 
 Example:
@@ -30,6 +31,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -49,7 +51,7 @@ from metarl.families import make_family
 from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
 from metarl.policies import Policy
-from metarl.reference_methods import TaskObservationEnv, sb3_to_metarl, train_ppo
+from metarl.reference_methods import TaskObservationEnv, save_baseline, sb3_to_metarl, train_ppo
 from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
@@ -221,6 +223,15 @@ def _load_maml(run_dir: Path, config: TrainConfig) -> tuple[Policy, TrainConfig,
     return policy, saved, rows
 
 
+def baseline_file(out: str | Path, seed: int, method: str) -> Path:
+    """Where a benchmark in ``out`` keeps seed ``seed``'s trained PPO baseline ``method``.
+
+    The policy as metarl evaluates it (``reference_methods.load_baseline`` reads it), so a
+    later evaluation with other settings need not train it again.
+    """
+    return Path(out) / "baselines" / f"seed{seed}" / f"{method}.pt"
+
+
 def _say(seed: int, what: str, seconds: float | None = None) -> None:
     """One progress line on stderr (the benchmark runs for minutes to hours, seeds in parallel)."""
     took = f" in {seconds:.0f} s" if seconds is not None else ""
@@ -300,6 +311,9 @@ def run_seed(
         )
         policies[name] = sb3_to_metarl(model, hidden)
         timings[name] = time.perf_counter() - t
+        info = {"method": name, "seed": seed, "family": config.family, "env_kwargs": dict(config.env_kwargs)}
+        info |= {"horizon": horizon, "timesteps": budget.timesteps(name), "ppo_normalize": budget.ppo_normalize}
+        save_baseline(baseline_file(out, seed, name), policies[name], info | {"ppo_batch_size": budget.ppo_batch_size})
         _say(seed, f"PPO {name} trained", timings[name])
     torch.manual_seed(seed_streams(seed)["init"] + 1)
     policies["random"] = build_policy(config, make_family(config.family, **config.env_kwargs))
@@ -671,6 +685,13 @@ def run_benchmark(
                 run_seed(cfg, b, s, str(out), r, progress, reuse=u, reuse_methods=reuse_methods)
                 for s, r, u in zip(seeds, runs, reuse)
             ]
+        if baselines_from is not None:  # the reused baselines' policies travel with their returns
+            source = Path(baselines_from) if Path(baselines_from).is_dir() else Path(baselines_from).parent
+            for s, entry in zip(seeds, reuse):
+                for m in reuse_methods if entry is not None else ():
+                    if baseline_file(source, s, m).is_file():
+                        baseline_file(out, s, m).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(baseline_file(source, s, m), baseline_file(out, s, m))
         summary = summarize(per_seed)
         success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
         verdict: dict[str, Any] = claim(summary, per_seed=per_seed)

@@ -11,20 +11,24 @@ log standard deviation), so ``sb3_to_metarl`` copies their weights into a
 ``normalize`` PPO trains on running-normalized observations and rewards (SB3's
 ``VecNormalize``, as RL Baselines3 Zoo does for MuJoCo; observations unclipped), and the
 final observation statistics are folded into the first layer, so the copied policy acts
-on raw observations exactly as PPO's did. Needs the ``baselines`` extra
-(``pip install 'metarl[baselines]'``).
+on raw observations exactly as PPO's did. ``save_baseline`` / ``load_baseline`` keep such
+a copied policy in a file (``metarl benchmark`` writes one per trained baseline and seed).
+Needs the ``baselines`` extra (``pip install 'metarl[baselines]'``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.checkpoint import FORMAT, VERSION, save_checkpoint
+from metarl.errors import CheckpointError
 from metarl.families import make_family
 from metarl.policies import GaussianMLPPolicy, Policy
 from metarl.task_api import seed_family
@@ -252,6 +256,44 @@ def _obs_statistics(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
         )
     rms = env.obs_rms
     return np.asarray(rms.mean, dtype=np.float64), np.sqrt(np.asarray(rms.var, dtype=np.float64) + env.epsilon)
+
+
+BASELINE_KIND = "ppo-baseline"
+
+
+def save_baseline(path: str | Path, policy: GaussianMLPPolicy, info: dict[str, Any]) -> None:
+    """Atomically write a copied PPO policy (``sb3_to_metarl``) and what it was trained with.
+
+    Args:
+        path: The file (its folder is created).
+        policy: The tanh ``GaussianMLPPolicy`` to keep.
+        info: JSON-like facts stored beside it (method, family, env steps, recipe, ...).
+    """
+    sizes = [layer.out_features for layer in policy.layers]
+    state = {"policy": policy.state_dict(), "obs_dim": policy.obs_dim, "hidden_sizes": sizes[:-1]}
+    save_checkpoint(path, {"kind": BASELINE_KIND, **state, "act_dim": sizes[-1], "info": dict(info)})
+
+
+def load_baseline(path: str | Path) -> tuple[GaussianMLPPolicy, dict[str, Any]]:
+    """Read a file written by ``save_baseline``: ``(policy, info)``.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, or not a saved baseline.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No saved baseline at {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file makes the unpickler raise anything
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}).") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != BASELINE_KIND:
+        raise CheckpointError(f"{path} is not a saved metarl baseline (metarl benchmark writes them to baselines/).")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, this metarl reads {VERSION}.")
+    policy = GaussianMLPPolicy(state["obs_dim"], state["act_dim"], tuple(state["hidden_sizes"]), "tanh")
+    policy.load_state_dict(state["policy"])
+    return policy, state["info"]
 
 
 def policy_mean(policy: Policy, obs: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from metarl.benchmark import (
     METHODS,
     PPO_RECIPES,
     Budget,
+    baseline_file,
     claim,
     claim_text,
     format_table,
@@ -22,11 +23,15 @@ from metarl.benchmark import (
     run_benchmark,
     summarize,
 )
+from metarl.errors import CheckpointError
 from metarl.families import make_family
+from metarl.policies import GaussianMLPPolicy
 from metarl.reference_methods import (
     NewTaskEachEpisode,
     TaskObservationEnv,
+    load_baseline,
     policy_mean,
+    save_baseline,
     sb3_to_metarl,
     task_vector,
     train_ppo,
@@ -119,6 +124,24 @@ def test_normalized_ppo_folds_its_statistics_into_the_policy() -> None:
     vec.clip_obs = 10.0
     with pytest.raises(ValueError, match="clipped its normalized observations"):
         sb3_to_metarl(model, (8, 8))
+
+
+def test_a_saved_baseline_loads_as_the_same_policy(tmp_path) -> None:
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(5, 3, (8, 4), "tanh")
+    with torch.no_grad():
+        policy.log_std.fill_(-0.7)
+    save_baseline(tmp_path / "b" / "oracle.pt", policy, {"method": "oracle", "timesteps": 256})
+    loaded, info = load_baseline(tmp_path / "b" / "oracle.pt")
+    assert info == {"method": "oracle", "timesteps": 256}
+    obs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(policy_mean(loaded, obs), policy_mean(policy, obs))
+    assert torch.equal(loaded.log_std, policy.log_std)
+    with pytest.raises(CheckpointError, match="No saved baseline at"):
+        load_baseline(tmp_path / "missing.pt")
+    torch.save({"policy": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="is not a saved metarl baseline"):
+        load_baseline(tmp_path / "other.pt")
 
 
 def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
@@ -219,6 +242,10 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     assert "Training: MAML 1 meta-iterations (seeds 0); PPO pretrained and oracle 256 env steps each" in table
     one_step = np.mean(saved["per_seed"][0]["returns"]["pretrained"][1])
     assert f"- pretrained: {one_step:.2f}" in table  # per-seed means after one step
+    pretrained, info = load_baseline(baseline_file(out, 0, "pretrained"))  # each trained PPO baseline is kept
+    oracle, oracle_info = load_baseline(baseline_file(out, 0, "oracle"))
+    assert (pretrained.obs_dim, oracle.obs_dim) == (2, 4)  # the oracle also observes the 2D goal
+    assert (info["timesteps"], info["ppo_normalize"], oracle_info["method"]) == (256, True, "oracle")
     with pytest.raises(FileExistsError, match="never overwritten"):
         run_benchmark("2d-navigation", tiny, seeds=[0], out=out)
     # an existing MAML run is loaded instead of trained
@@ -244,6 +271,8 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     )
     assert reused["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
     assert reused["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
+    for m in ("pretrained", "oracle"):  # the reused policies are copied along
+        assert baseline_file(tmp_path / "reused", 0, m).read_bytes() == baseline_file(out, 0, m).read_bytes()
     assert reused["baselines_from"] == str(out)
     with pytest.raises(ValueError, match="its horizon is 20, this benchmark's 30; the baselines would differ"):
         run_benchmark(
