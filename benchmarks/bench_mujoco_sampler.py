@@ -1,6 +1,8 @@
 """Closed-loop env-steps per second of the MuJoCo sampler, against the simulator's ceiling.
 
-For HalfCheetahVel and AntVel on a full meta-batch (40 tasks x 20 episodes), measured in one
+For HalfCheetahVel and AntVel on a full meta-batch (40 tasks x 20 episodes), each at the
+families' default ``action_scale`` 1 and at the packaged configs' 10 (the policy acts in
+``[-10, 10]``, the simulator gets the action / 10), measured in one
 process in ``--repeats`` interleaved rounds (one call of each variant per round, so that the
 load of other processes hits all alike; ratios are medians of the per-round ratios):
 
@@ -8,7 +10,8 @@ load of other processes hits all alike; ratios are medians of the per-round rati
   the loop, on the native batched backend (``metarl.envs.mujoco.batch``: ``mujoco.batch``
   with every CPU core, torch on one thread during the rollout);
 * **(a) ceiling**: the same episodes' initial states stepped open-loop with random controls
-  (``clip(N(0, 1))`` per env step, distributed like the untrained policy's actions) by
+  (``clip(N(0, 1)) / action_scale`` per env step, distributed like the untrained policy's
+  actions as the simulator gets them) by
   MuJoCo's own multithreaded ``mujoco.rollout`` (same threads), no policy, no
   observations, rewards or Python per step;
 * **(b) SyncVectorEnv**: the same sampler through its Gymnasium fallback
@@ -52,6 +55,7 @@ from mujoco import rollout as mj_rollout
 
 import metarl
 import metarl.sampler as sampler_module
+from metarl.envs.action_scale import to_control
 from metarl.envs.mujoco.batch import BatchedMujocoEnv, available_cpus
 from metarl.families import make_family
 from metarl.policies import make_policy
@@ -59,7 +63,13 @@ from metarl.sampler import Sampler
 from metarl.task_api import seed_family
 
 RESULTS = Path(__file__).parent / "results"
-ROBOTS = ("HalfCheetahVel", "AntVel")
+ROBOTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("HalfCheetahVel", "HalfCheetahVel", {}),
+    ("AntVel", "AntVel", {}),
+    ("HalfCheetahVel, action_scale 10", "HalfCheetahVel", {"action_scale": 10.0}),
+    ("AntVel, action_scale 10", "AntVel", {"action_scale": 10.0}),
+)
+"""(row label, family, env kwargs): the families' defaults, then the packaged configs' action scale."""
 NO_TERMINATION = {"terminate_when_unhealthy": False}
 NO_CONTACT_FORCES = {"include_cfrc_ext_in_observation": False, "contact_cost_weight": 0.0}
 TARGET_CEILING_RATIO, TARGET_SYNC_RATIO, TARGET_MEMORY_MB = 0.9, 2.5, 1536
@@ -119,8 +129,8 @@ class SamplerRun:
 class CeilingRun:
     """MuJoCo's open-loop ``mujoco.rollout`` over the same initial states, one call per call."""
 
-    def __init__(self, family: str, k: int, n: int, horizon: int, nthread: int) -> None:
-        env: Any = make_family(family).unwrapped
+    def __init__(self, family: str, k: int, n: int, horizon: int, nthread: int, env_kwargs: dict | None = None) -> None:
+        env: Any = make_family(family, **(env_kwargs or {})).unwrapped
         batched = env.make_batched(tasks_for(family, k), n)
         assert isinstance(batched, BatchedMujocoEnv)
         qpos, qvel = batched.initial_states(seed=0)
@@ -134,10 +144,11 @@ class CeilingRun:
             mujoco.mj_forward(self.model, data)
             mujoco.mj_getState(self.model, data, self.states[b], spec)
         # Random controls distributed like the untrained Gaussian policy's actions (mean ~0,
-        # std 1, clipped to the action box), one per env step: the physics' cost depends on the motion.
+        # std 1, clipped to the action box) as the simulator gets them (divided by the action
+        # scale), one per env step: the physics' cost depends on the motion.
         rng = np.random.default_rng(0)
         low, high = env.action_space.low, env.action_space.high
-        actions = np.clip(rng.standard_normal(size=(k * n, horizon, len(low))), low, high)
+        actions = to_control(rng.standard_normal(size=(k * n, horizon, len(low))), low, high, env.action_scale)
         self.controls = np.repeat(actions, env.frame_skip, axis=1)
         self.out = np.zeros((k * n, horizon * env.frame_skip, self.states.shape[1]))
         self.datas = [mujoco.MjData(self.model) for _ in range(nthread)]
@@ -150,6 +161,39 @@ class CeilingRun:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def contact_copy_costs(family: str, env_kwargs: dict, k: int, n: int, repeats: int = 5) -> dict:
+    """Microseconds per episode of the exact contact-force pass's parts, on a stepped batch.
+
+    ``Batch.get_data`` (the copy of one simulation's ``MjData`` out of the persistent batch),
+    ``mujoco.mj_copyData`` of that same ``MjData`` (what the copy costs in C), and
+    ``mj_rnePostConstraint`` on the copy; medians of ``repeats`` passes over every episode.
+    """
+    env: Any = make_family(family, **env_kwargs).unwrapped
+    batched = env.make_batched(tasks_for(family, k), n)
+    batched.reset(seed=0)
+    for _ in range(5):
+        batched.step(torch.zeros(k * n, env.action_space.shape[0]))
+    batch, model, m = batched.batch, batched._models, env.model
+    scratch, copy = mujoco.MjData(m), mujoco.MjData(m)
+    batch.get_data(0, scratch)
+    passes: dict[str, list[float]] = {"get_data": [], "mj_copyData": [], "mj_rnePostConstraint": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(k * n):
+            batch.get_data(i, scratch)
+        passes["get_data"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(k * n):
+            mujoco.mj_copyData(copy, m, scratch)
+        passes["mj_copyData"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(k * n):
+            mujoco.mj_rnePostConstraint(model[i], scratch)
+        passes["mj_rnePostConstraint"].append(time.perf_counter() - start)
+    del batched  # its batch goes back to the family's pool
+    return {name: statistics.median(t) * 1e6 / (k * n) for name, t in passes.items()}
 
 
 def interleaved(runs: dict[str, Any], repeats: int) -> dict[str, list[dict]]:
@@ -248,12 +292,13 @@ def write_markdown(report: dict, path: Path) -> None:
             f"{r['ratio_to_sync_vector_env']:.2f}x | "
             f"{r['batched_sampler']['live_step_fraction']:.0%} |"
         )
-    ant = report["robots"].get("AntVel", {})
-    if "batched_sampler_no_termination" in ant:
+    for name, ant in report["robots"].items():
+        if "batched_sampler_no_termination" not in ant:
+            continue
         sync = ant["sync_vector_env_sampler"]
         lines += [
             "",
-            "AntVel episodes fall (the untrained policy's live steps: "
+            f"{name}: episodes fall (the untrained policy's live steps: "
             f"{ant['batched_sampler']['live_step_fraction']:.0%}); the batched backend "
             f"stops stepping them, the SyncVectorEnv path keeps stepping (and auto-resetting) every env: "
             f"{sync['stepped_env_steps_per_second']:,.0f} env-steps/s simulated there, of which "
@@ -268,7 +313,11 @@ def write_markdown(report: dict, path: Path) -> None:
             f"termination: {ant['batched_sampler_no_termination']['env_steps_per_second']:,.0f} env-steps/s with them, "
             f"{ant['batched_sampler_no_termination_no_contact_forces']['env_steps_per_second']:,.0f} for an Ant that "
             "neither observes nor pays for them "
-            f"({ant['contact_force_cost']:.0%} slower).",
+            f"({ant['contact_force_cost']:.0%} slower). Per episode and step that pass costs "
+            f"{ant['contact_pass_us_per_episode']['get_data']:.1f} us for `Batch.get_data` (the copy out of the "
+            f"batch; `mj_copyData` of the same `MjData` takes {ant['contact_pass_us_per_episode']['mj_copyData']:.1f} "
+            f"us) and {ant['contact_pass_us_per_episode']['mj_rnePostConstraint']:.1f} us for "
+            "`mj_rnePostConstraint`, run serially while MuJoCo's threads wait.",
         ]
     m = report["memory"]
     lines += [
@@ -279,7 +328,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         f"Targets: >= {TARGET_CEILING_RATIO}x the ceiling and >= {TARGET_SYNC_RATIO}x SyncVectorEnv. Env-steps count "
         "live episodes' steps; "
-        "the ceiling's random controls are clip(N(0, 1)) per env step, like the untrained policy's actions.",
+        "the ceiling's random controls are clip(N(0, 1)) / action_scale per env step, like the untrained policy's "
+        "actions as the simulator gets them. The packaged locomotion configs train at action_scale 10.",
     ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -321,21 +371,23 @@ def main() -> None:
         "robots": {},
     }
     report["memory"] = measure_memory(args.memory_envs)  # first, in a child process: nothing else runs meanwhile
-    for family in ROBOTS:
+    for label, family, kwargs in ROBOTS:
         runs: dict[str, Any] = {
-            "batched_sampler": SamplerRun(family, k, n, horizon),
-            "ceiling_open_loop_rollout": CeilingRun(family, k, n, horizon, nthread),
-            "sync_vector_env_sampler": SamplerRun(family, k, n, horizon, fallback=True),
+            "batched_sampler": SamplerRun(family, k, n, horizon, env_kwargs=kwargs),
+            "ceiling_open_loop_rollout": CeilingRun(family, k, n, horizon, nthread, env_kwargs=kwargs),
+            "sync_vector_env_sampler": SamplerRun(family, k, n, horizon, fallback=True, env_kwargs=kwargs),
         }
         if family.startswith("Ant"):
             # Every episode live for the whole horizon, as in the ceiling; with and without the
             # exact contact forces (same episode count, so their ratio is their cost).
-            runs["batched_sampler_no_termination"] = SamplerRun(family, k, n, horizon, env_kwargs=NO_TERMINATION)
+            live = {**kwargs, **NO_TERMINATION}
+            runs["batched_sampler_no_termination"] = SamplerRun(family, k, n, horizon, env_kwargs=live)
             runs["batched_sampler_no_termination_no_contact_forces"] = SamplerRun(
-                family, k, n, horizon, env_kwargs={**NO_TERMINATION, **NO_CONTACT_FORCES}
+                family, k, n, horizon, env_kwargs={**live, **NO_CONTACT_FORCES}
             )
         rounds = interleaved(runs, repeats)
-        r: dict[str, Any] = {"num_envs": k * n, **{name: summary(rows) for name, rows in rounds.items()}}
+        r: dict[str, Any] = {"family": family, "env_kwargs": kwargs, "num_envs": k * n}
+        r |= {name: summary(rows) for name, rows in rounds.items()}
         r["ratio_to_ceiling"] = ratio(rounds["batched_sampler"], rounds["ceiling_open_loop_rollout"])
         r["ratio_to_sync_vector_env"] = ratio(rounds["batched_sampler"], rounds["sync_vector_env_sampler"])
         r["meets_targets"] = (
@@ -348,8 +400,9 @@ def main() -> None:
             r["contact_force_cost"] = 1 - ratio(
                 rounds["batched_sampler_no_termination"], rounds["batched_sampler_no_termination_no_contact_forces"]
             )
-        report["robots"][family] = r
-        print(json.dumps({family: r}, indent=1), flush=True)
+            r["contact_pass_us_per_episode"] = contact_copy_costs(family, kwargs, k, n)
+        report["robots"][label] = r
+        print(json.dumps({label: r}, indent=1), flush=True)
     report["load_average_end"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mujoco_sampler.json").write_text(json.dumps(report, indent=2) + "\n")

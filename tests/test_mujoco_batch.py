@@ -407,7 +407,13 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "mujoco_sampler.json").read_text())
-    assert set(report["robots"]) == {"HalfCheetahVel", "AntVel"}
+    assert set(report["robots"]) == {
+        "HalfCheetahVel",
+        "AntVel",
+        "HalfCheetahVel, action_scale 10",
+        "AntVel, action_scale 10",
+    }
+    assert report["robots"]["AntVel, action_scale 10"]["env_kwargs"] == {"action_scale": 10.0}
     for robot in report["robots"].values():
         assert robot["num_envs"] == 4
         for key in ("batched_sampler", "ceiling_open_loop_rollout", "sync_vector_env_sampler"):
