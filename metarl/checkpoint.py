@@ -36,23 +36,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``.
+def read_state(path: str | Path, missing: str, corrupt_hint: str = "") -> dict[str, Any]:
+    """The dict ``save_checkpoint`` wrote at ``path``, its format and version checked.
+
+    Args:
+        path: The file.
+        missing: The error's message when there is no file.
+        corrupt_hint: What to do, appended to the error for an unreadable file.
 
     Raises:
-        CheckpointError: The file is missing, unreadable, truncated or of another format.
+        CheckpointError: The file is missing, unreadable, truncated or of another format or version.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"No checkpoint at {path}. A run directory keeps its checkpoints in checkpoints/ (last.pt is the newest)."
-        )
+        raise CheckpointError(missing)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a corrupt or foreign file makes the unpickler raise anything
         raise CheckpointError(
-            f"Checkpoint {path} is corrupt or truncated and cannot be read ({type(e).__name__}: {e}). Resume from an "
-            "earlier checkpoint in the same folder."
+            f"Checkpoint {path} is corrupt or truncated and cannot be read ({type(e).__name__}: {e}).{corrupt_hint}"
         ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metarl checkpoint.")
@@ -60,6 +62,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} has checkpoint version {state.get('version')}, this metarl reads version {VERSION}."
         )
+    return state
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, truncated or of another format.
+    """
+    state = read_state(
+        path,
+        f"No checkpoint at {path}. A run directory keeps its checkpoints in checkpoints/ (last.pt is the newest).",
+        " Resume from an earlier checkpoint in the same folder.",
+    )
     for key in ("iteration", "config", "policy", "rng"):
         if key not in state:
             raise CheckpointError(f"Checkpoint {path} lacks {key!r}; it is incomplete.")

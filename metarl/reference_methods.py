@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.checkpoint import FORMAT, VERSION, save_checkpoint
+from metarl.checkpoint import read_state, save_checkpoint
 from metarl.errors import CheckpointError
 from metarl.families import make_family
 from metarl.policies import GaussianMLPPolicy, Policy
@@ -280,17 +280,9 @@ def load_baseline(path: str | Path) -> tuple[GaussianMLPPolicy, dict[str, Any]]:
     Raises:
         CheckpointError: The file is missing, unreadable, or not a saved baseline.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No saved baseline at {path}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file makes the unpickler raise anything
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}).") from e
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != BASELINE_KIND:
+    state = read_state(path, f"No saved baseline at {path}.")
+    if state.get("kind") != BASELINE_KIND:
         raise CheckpointError(f"{path} is not a saved metarl baseline (metarl benchmark writes them to baselines/).")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, this metarl reads {VERSION}.")
     policy = GaussianMLPPolicy(state["obs_dim"], state["act_dim"], tuple(state["hidden_sizes"]), "tanh")
     policy.load_state_dict(state["policy"])
     return policy, state["info"]

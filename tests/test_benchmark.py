@@ -23,6 +23,7 @@ from metarl.benchmark import (
     run_benchmark,
     summarize,
 )
+from metarl.checkpoint import save_checkpoint
 from metarl.errors import CheckpointError
 from metarl.families import make_family
 from metarl.policies import GaussianMLPPolicy
@@ -140,8 +141,11 @@ def test_a_saved_baseline_loads_as_the_same_policy(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="No saved baseline at"):
         load_baseline(tmp_path / "missing.pt")
     torch.save({"policy": {}}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="is not a saved metarl baseline"):
+    with pytest.raises(CheckpointError, match="is not a metarl checkpoint"):
         load_baseline(tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "run.pt", {"iteration": 3, "policy": {}})  # a training checkpoint
+    with pytest.raises(CheckpointError, match="is not a saved metarl baseline"):
+        load_baseline(tmp_path / "run.pt")
 
 
 def test_ppo_updates_every_rollout_steps_over_all_envs() -> None:
