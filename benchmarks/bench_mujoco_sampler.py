@@ -298,9 +298,9 @@ def write_markdown(report: dict, path: Path) -> None:
         sync = ant["sync_vector_env_sampler"]
         lines += [
             "",
-            f"{name}: episodes fall (the untrained policy's live steps: "
-            f"{ant['batched_sampler']['live_step_fraction']:.0%}); the batched backend "
-            f"stops stepping them, the SyncVectorEnv path keeps stepping (and auto-resetting) every env: "
+            f"{name}: the untrained policy's live steps {ant['batched_sampler']['live_step_fraction']:.0%} (an "
+            "episode that falls ends); the batched backend "
+            f"stops stepping ended episodes, the SyncVectorEnv path keeps stepping (and auto-resetting) every env: "
             f"{sync['stepped_env_steps_per_second']:,.0f} env-steps/s simulated there, of which "
             f"{sync['env_steps_per_second']:,.0f} live. "
             "With every episode live for the whole horizon, as in the ceiling (`terminate_when_unhealthy=False`), the "
