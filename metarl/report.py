@@ -94,11 +94,14 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     # what the MAML runs trained with (recorded per seed since --maml-runs may differ from --config)
     trained = [s.get("maml_config") or config for s in per_seed]
     batch = "/".join(sorted({f"{c['meta_batch_size']} tasks x {c['episodes_per_task']} episodes" for c in trained}))
+    # the meta-gradient estimator, named when a run chose one (null or absent: the learner's own)
+    estimators = sorted({c.get("estimator") or "default" for c in trained})
+    estimator = "" if set(estimators) <= {"default", "plain"} else f" ({'/'.join(estimators)} meta-gradient estimator)"
     lines = [
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
         f"{budget['eval_episodes']} episodes, "
         f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
-        f"{batch}; {_ppo_steps(budget)}; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
+        f"{batch}{estimator}; {_ppo_steps(budget)}; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
         f"`benchmarks/results/{name}/`.",
         "",
         *_method_table(summary, lambda r: _interval(r, signed), steps),

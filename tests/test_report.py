@@ -339,3 +339,18 @@ def test_benchmark_header_states_the_meta_batch_the_maml_runs_trained_with() -> 
     for s in older["per_seed"]:
         del s["maml_config"]
     assert "of 40 tasks x 20 episodes" in render_benchmark(older, "benchmark-ant-dir")
+
+
+def test_benchmark_header_names_a_meta_gradient_estimator_other_than_plain() -> None:
+    """Runs trained with ``estimator=lvc`` say so; plain runs (and configs before the key) say nothing."""
+    import copy
+    import json
+
+    from metarl.report import render_benchmark
+
+    report = json.loads((ROOT / "benchmarks" / "results" / "benchmark-ant-dir" / "benchmark.json").read_text())
+    assert "estimator" not in render_benchmark(report, "benchmark-ant-dir").splitlines()[0]
+    lvc = copy.deepcopy(report)
+    for s in lvc["per_seed"]:
+        s["maml_config"]["estimator"] = "lvc"
+    assert "of 20 tasks x 10 episodes (lvc meta-gradient estimator);" in render_benchmark(lvc, "benchmark-ant-dir")
