@@ -168,6 +168,7 @@ def _train(args: argparse.Namespace) -> None:
         print(
             f"Training {config.learner} on {config.family} for {config.num_iterations} meta-iterations into {run_dir} "
             f"(device {trainer.device}, {trainer.threads} torch threads)"
+            + (f", continuing {config.init_from} from its last checkpoint" if config.init_from else "")
         )
     args.training_run_dir = trainer.run_dir  # for the Ctrl-C message
     trainer.train()

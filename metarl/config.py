@@ -40,7 +40,12 @@ class TrainConfig:
     seed: int = 0
     """Seeds tasks, policy initialization and action noise."""
     num_iterations: int = 500
-    """Meta-iterations (pytorch-maml-rl's ``num-batches``)."""
+    """Meta-iterations (pytorch-maml-rl's ``num-batches``); with ``init_from``, the total counting the source's."""
+    init_from: str | None = None
+    """A run directory whose last checkpoint this run continues with its own settings (a warm
+    start: another estimator, inner step or budget): the policy, iteration count and RNG
+    states are the source's, ``progress.csv`` begins with its rows; the family and the policy
+    shape must match. null: start from a fresh policy."""
     meta_batch_size: int = 20
     """Tasks per meta-iteration (K)."""
     episodes_per_task: int = 20
@@ -177,6 +182,8 @@ class TrainConfig:
             raise ConfigError(f"sampler_timeout_s must be > 0 seconds, got {self.sampler_timeout_s!r}.")
         if self.ray_address is not None and not self.ray_address.strip():
             raise ConfigError("ray_address must be a cluster address (host:port or auto), or null for a local Ray.")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError("init_from must be a run directory to continue from, or null for a fresh policy.")
         if self.torch_threads < 0:
             raise ConfigError(f"torch_threads must be >= 0 (0 = automatic), got {self.torch_threads!r}.")
         for f in dataclasses.fields(self):  # after the ranges, whose messages say more (NaN fails them)

@@ -2,7 +2,7 @@
 
 A run directory holds::
 
-    config.yaml          the validated config
+    config.yaml          the validated config (``init_from``: the run it continues, if any)
     progress.csv         one row per meta-iteration (see metarl.logger.COLUMNS)
     tb/                  TensorBoard events (with the tensorboard extra)
     checkpoints/         iter_000050.pt ..., last.pt (the newest)
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import math
+import shutil
 import sys
 import time
 import uuid
@@ -177,6 +178,40 @@ class Trainer:
         trainer.owns_run_dir = True
         return trainer
 
+    def _warm_start(self, source: Path) -> None:
+        """Take ``source``'s last checkpoint as this new run's start (``config.init_from``).
+
+        The policy, iteration count, env-step count and every RNG state are the source's; the
+        learner's state (ProMP / MAML-PPO's Adam moments) starts fresh, as the settings differ.
+
+        Raises:
+            ConfigError: ``source`` is not a run, trains another family or policy shape, or is
+                already at ``num_iterations``.
+            CheckpointError: Its checkpoint is missing or corrupt.
+        """
+        if not (source / "config.yaml").is_file():
+            raise ConfigError(
+                f"init_from: {source} is not a metarl run directory (no config.yaml); give the folder of a run "
+                "that `metarl train` wrote, or null to start from a fresh policy."
+            )
+        state = load_checkpoint(source / "checkpoints" / "last.pt")
+        theirs, mine = config_from_dict(state["config"]).to_dict(), self.config.to_dict()
+        differ = [k for k in ("family", "hidden_sizes", "activation") if theirs[k] != mine[k]]
+        if differ:
+            diff = ", ".join(f"{k} ({theirs[k]!r} there, {mine[k]!r} here)" for k in differ)
+            raise ConfigError(
+                f"init_from: {source} trained another policy: {diff}. A warm start continues the same family "
+                "and policy shape; set these as the source's, or start a fresh run."
+            )
+        done = int(state["iteration"])
+        if self.config.num_iterations <= done:
+            raise ConfigError(
+                f"init_from: {source} is at iteration {done}, and num_iterations counts its iterations too: "
+                f"set num_iterations above {done} (e.g. {done + 100})."
+            )
+        self.load_state_dict({**state, "learner": {}})
+        self.run_id = None
+
     # -- training ------------------------------------------------------------------------
     def run_iteration(self) -> dict[str, Any]:
         """One meta-iteration: sample tasks, sample + adapt, sample post-adaptation, meta-update."""
@@ -273,10 +308,15 @@ class Trainer:
                 f"Continue it with `metarl train --resume {self.run_dir}` (in Python: Trainer.resume(run_dir)), "
                 "pick another --run-dir, or delete the folder."
             )
+        if not self.owns_run_dir and self.config.init_from is not None:
+            self._warm_start(Path(self.config.init_from))
         self.sampler.start()  # the Ray sampler's connection and workers fail before the run is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.owns_run_dir:
             self.run_id = uuid.uuid4().hex
+            if self.config.init_from is not None and (Path(self.config.init_from) / "progress.csv").is_file():
+                # The source's rows up to its checkpoint open this run's log (RunLogger drops later ones).
+                shutil.copyfile(Path(self.config.init_from) / "progress.csv", self.run_dir / "progress.csv")
         else:  # at iteration 0 too: a run that failed in its first iteration resumes from its start
             self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration, self.columns)
             for note in self.log_notes:

@@ -161,3 +161,63 @@ def test_callback_objects_see_start_every_row_and_end(tmp_path):
     assert recorder.events == [("start", 0), ("row", 1), ("row", 2), ("end", 2)]
     with __import__("pytest").raises(TypeError, match="a metarl.callbacks.Callback or a function"):
         Trainer(load_config("2d-navigation", TINY), tmp_path / "bad", progress=False, callbacks=[42])
+
+
+def test_a_warm_start_with_the_same_settings_equals_resuming(tmp_path):
+    """init_from continues the source's policy, iteration, RNG states and log rows into a new run."""
+    first = load_config("2d-navigation", TINY + ["num_iterations=2", "checkpoint_every=2", "seed=3"])
+    Trainer(first, tmp_path / "source", progress=False).train()
+    whole = load_config("2d-navigation", TINY + ["num_iterations=4", "checkpoint_every=2", "seed=3"])
+    Trainer(whole, tmp_path / "whole", progress=False).train()
+    warm = load_config(
+        "2d-navigation", TINY + ["num_iterations=4", "checkpoint_every=2", "seed=3", f"init_from={tmp_path / 'source'}"]
+    )
+    trainer = Trainer(warm, tmp_path / "warm", progress=False)
+    rows = trainer.train()
+    assert [r["iteration"] for r in rows] == [3, 4]
+    assert _rows_without_timing(tmp_path / "warm") == _rows_without_timing(tmp_path / "whole")
+    assert len(read_csv(tmp_path / "source" / "progress.csv")) == 2  # the source is left as it was
+    assert load_config(str(tmp_path / "warm" / "config.yaml")).init_from == str(tmp_path / "source")
+
+    # The warm-started run resumes from its own checkpoint, without its source.
+    import shutil
+
+    shutil.rmtree(tmp_path / "source")
+    resumed = Trainer.resume(tmp_path / "warm", progress=False, num_iterations=5)
+    assert resumed.iteration == 4
+    assert [r["iteration"] for r in resumed.train()] == [5]
+
+
+def test_a_warm_start_changes_the_settings_from_the_source_on(tmp_path):
+    source = load_config("2d-navigation", TINY + ["num_iterations=2", "seed=1"])
+    Trainer(source, tmp_path / "src", progress=False).train()
+    cfg = load_config(
+        "2d-navigation", TINY + ["num_iterations=3", "seed=1", "estimator=lvc", f"init_from={tmp_path / 'src'}"]
+    )
+    Trainer(cfg, tmp_path / "lvc", progress=False).train()
+    src, lvc = _rows_without_timing(tmp_path / "src"), _rows_without_timing(tmp_path / "lvc")
+    assert lvc[:2] == src and lvc[2]["iteration"] == "3"
+
+
+def test_a_warm_start_refuses_another_policy_a_spent_budget_and_a_non_run(tmp_path):
+    import pytest
+
+    from metarl.errors import ConfigError
+
+    Trainer(load_config("2d-navigation", TINY + ["num_iterations=2"]), tmp_path / "src", progress=False).train()
+    cases = {
+        "num_iterations=2": "is at iteration 2, and num_iterations counts its iterations too: set num_iterations above",
+        "num_iterations=3 hidden_sizes=[8]": "trained another policy: hidden_sizes",
+        "num_iterations=3 activation=relu": "trained another policy: activation ('tanh' there, 'relu' here)",
+    }
+    for overrides, message in cases.items():
+        cfg = load_config("2d-navigation", TINY + overrides.split() + [f"init_from={tmp_path / 'src'}"])
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            Trainer(cfg, tmp_path / overrides.replace(" ", "_"), progress=False).train()
+        written = tmp_path / overrides.replace(" ", "_")
+        assert not (written / "progress.csv").exists() and not (written / "checkpoints").exists()
+    cfg = load_config("2d-navigation", TINY + ["num_iterations=3", f"init_from={tmp_path}"])
+    with pytest.raises(ConfigError, match="is not a metarl run directory"):
+        Trainer(cfg, tmp_path / "x", progress=False).train()
+    with pytest.raises(ConfigError, match="init_from must be a run directory"):
+        load_config("2d-navigation", ["init_from=' '"])
