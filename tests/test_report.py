@@ -135,7 +135,7 @@ def test_readme_and_docs_are_in_sync_with_the_committed_results() -> None:
 
 def test_the_readme_keeps_one_results_table_and_docs_hold_the_rest() -> None:
     names = {p: re.findall(r"^<!-- generated: (\w+ [\w.-]+) -->$", p.read_text(), re.MULTILINE) for p in DOCUMENTS}
-    assert names[ROOT / "README.md"] == ["benchmark benchmark-halfcheetah-dir-fast-lr-0.2-800"]
+    assert names[ROOT / "README.md"] == ["benchmark benchmark-halfcheetah-dir-lvc-500-ppo-normalized"]
     results = set(names[ROOT / "docs" / "results.md"])
     assert {
         "benchmark benchmark-navigation2d",
@@ -149,7 +149,7 @@ def test_the_readme_keeps_one_results_table_and_docs_hold_the_rest() -> None:
 @pytest.mark.parametrize(
     ("document", "block"),
     [
-        ("README.md", "benchmark benchmark-halfcheetah-dir-fast-lr-0.2-800"),
+        ("README.md", "benchmark benchmark-halfcheetah-dir-lvc-500-ppo-normalized"),
         ("docs/results.md", "benchmark benchmark-navigation2d"),
     ],
 )
