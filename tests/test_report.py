@@ -354,3 +354,7 @@ def test_benchmark_header_names_a_meta_gradient_estimator_other_than_plain() -> 
     for s in lvc["per_seed"]:
         s["maml_config"]["estimator"] = "lvc"
     assert "of 20 tasks x 10 episodes (lvc meta-gradient estimator);" in render_benchmark(lvc, "benchmark-ant-dir")
+    for s in lvc["per_seed"]:
+        s["maml_config"]["init_from"] = "benchmarks/results/ant-dir/seed0"
+    header = render_benchmark(lvc, "benchmark-ant-dir").splitlines()[0]
+    assert "(lvc meta-gradient estimator after a warm start from earlier runs);" in header
