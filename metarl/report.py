@@ -96,9 +96,10 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     batch = "/".join(sorted({f"{c['meta_batch_size']} tasks x {c['episodes_per_task']} episodes" for c in trained}))
     # the meta-gradient estimator, named when a run chose one (null or absent: the learner's own)
     estimators = sorted({c.get("estimator") or "default" for c in trained})
-    estimator = "" if set(estimators) <= {"default", "plain"} else f" ({'/'.join(estimators)} meta-gradient estimator)"
-    if any(c.get("init_from") for c in trained):  # warm starts: the estimator (or other settings) changed midway
-        estimator = f" ({'/'.join(estimators)} meta-gradient estimator after a warm start from earlier runs)"
+    # warm starts (init_from): the estimator, or other settings, changed midway
+    warm = " after a warm start from earlier runs" if any(c.get("init_from") for c in trained) else ""
+    named = warm or not set(estimators) <= {"default", "plain"}
+    estimator = f" ({'/'.join(estimators)} meta-gradient estimator{warm})" if named else ""
     lines = [
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
         f"{budget['eval_episodes']} episodes, "

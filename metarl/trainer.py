@@ -308,15 +308,16 @@ class Trainer:
                 f"Continue it with `metarl train --resume {self.run_dir}` (in Python: Trainer.resume(run_dir)), "
                 "pick another --run-dir, or delete the folder."
             )
-        if not self.owns_run_dir and self.config.init_from is not None:
-            self._warm_start(Path(self.config.init_from))
+        source = Path(self.config.init_from) if self.config.init_from is not None else None
+        if not self.owns_run_dir and source is not None:
+            self._warm_start(source)
         self.sampler.start()  # the Ray sampler's connection and workers fail before the run is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.owns_run_dir:
             self.run_id = uuid.uuid4().hex
-            if self.config.init_from is not None and (Path(self.config.init_from) / "progress.csv").is_file():
+            if source is not None and (source / "progress.csv").is_file():
                 # The source's rows up to its checkpoint open this run's log (RunLogger drops later ones).
-                shutil.copyfile(Path(self.config.init_from) / "progress.csv", self.run_dir / "progress.csv")
+                shutil.copyfile(source / "progress.csv", self.run_dir / "progress.csv")
         else:  # at iteration 0 too: a run that failed in its first iteration resumes from its start
             self.log_notes = repair_log(self.run_dir / "progress.csv", self.iteration, self.columns)
             for note in self.log_notes:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import numpy as np
+import pytest
 import torch
 from helpers import TINY
 
 from metarl.config import load_config
+from metarl.errors import ConfigError
 from metarl.evaluate import adaptation_returns
 from metarl.logger import TIMING_COLUMNS, read_csv
 from metarl.trainer import Trainer
@@ -180,8 +185,6 @@ def test_a_warm_start_with_the_same_settings_equals_resuming(tmp_path):
     assert load_config(str(tmp_path / "warm" / "config.yaml")).init_from == str(tmp_path / "source")
 
     # The warm-started run resumes from its own checkpoint, without its source.
-    import shutil
-
     shutil.rmtree(tmp_path / "source")
     resumed = Trainer.resume(tmp_path / "warm", progress=False, num_iterations=5)
     assert resumed.iteration == 4
@@ -200,10 +203,6 @@ def test_a_warm_start_changes_the_settings_from_the_source_on(tmp_path):
 
 
 def test_a_warm_start_refuses_another_policy_a_spent_budget_and_a_non_run(tmp_path):
-    import pytest
-
-    from metarl.errors import ConfigError
-
     Trainer(load_config("2d-navigation", TINY + ["num_iterations=2"]), tmp_path / "src", progress=False).train()
     cases = {
         "num_iterations=2": "is at iteration 2, and num_iterations counts its iterations too: set num_iterations above",
@@ -212,7 +211,7 @@ def test_a_warm_start_refuses_another_policy_a_spent_budget_and_a_non_run(tmp_pa
     }
     for overrides, message in cases.items():
         cfg = load_config("2d-navigation", TINY + overrides.split() + [f"init_from={tmp_path / 'src'}"])
-        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
             Trainer(cfg, tmp_path / overrides.replace(" ", "_"), progress=False).train()
         written = tmp_path / overrides.replace(" ", "_")
         assert not (written / "progress.csv").exists() and not (written / "checkpoints").exists()
