@@ -226,6 +226,21 @@ def test_a_family_reuses_its_batches_with_the_same_numbers(name: str) -> None:
     assert torch.equal(short_rollout(second, seed=3), short_rollout(fresh, seed=3))
 
 
+def test_a_batch_with_fewer_episodes_than_threads_is_reused() -> None:
+    """MuJoCo gives a batch at most one thread per simulation (a 1-episode batch of a 2-thread
+    family reports ``nthread`` 1); the family's pool still hands it to the next such call
+    instead of allocating a persistent batch for every one."""
+    env = make_family("AntVel", batch_threads=2).unwrapped
+    seed_family(env, 0)
+    tasks = env.sample_tasks(1)
+    first = env.make_batched(tasks, 1)
+    batch = first.batch
+    assert (batch.nsim, batch.nthread) == (1, 1)
+    del first
+    gc.collect()
+    assert env.make_batched(tasks, 1).batch is batch
+
+
 def test_thread_settings() -> None:
     family, tasks = family_and_tasks("HalfCheetahVel", 1)
     assert family.make_batched(tasks, 1).nthread == available_cpus()

@@ -395,7 +395,8 @@ def _take_batch(family: Any, nsim: int, nthread: int, persistent: bool) -> mj_ba
     """
     pool: list[mj_batch.Batch] = family.__dict__.setdefault("_metarl_batch_pool", [])
     for i, batch in enumerate(pool):
-        if (batch.nsim, batch.nthread, batch.persistent) == (nsim, nthread, persistent):
+        # MuJoCo runs at most one thread per simulation: a Batch reports min(nthread, nsim).
+        if (batch.nsim, batch.nthread, batch.persistent) == (nsim, min(nthread, nsim), persistent):
             return pool.pop(i)
     return mj_batch.Batch(family.model, nsim=nsim, nthread=nthread, persistent=persistent)
 
