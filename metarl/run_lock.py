@@ -33,6 +33,9 @@ LOCK_FILE = ".lock"
 class RunLock:
     """An exclusive, non-blocking lock on a run directory (created if missing).
 
+    A directory the lock created is removed again when the block it guards raises before
+    anything but the lock file was written there.
+
     Args:
         run_dir: The run directory.
         purpose: What the holder does, for the other process's message (``training``, ``benchmark``).
@@ -45,8 +48,10 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.purpose = purpose
         self._fd: int | None = None
+        self._created = False  # whether entering made the directory (removed again if nothing was written)
 
     def __enter__(self) -> RunLock:
+        self._created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -69,6 +74,21 @@ class RunLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+        if exc_type is not None and self._created:
+            self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """Remove the directory this lock created when it holds nothing but the lock file.
+
+        A run that fails before writing anything (a bad ``init_from``, a config error found
+        late) leaves no empty folder behind; anything written, even one file, stays.
+        """
+        try:
+            if [entry.name for entry in self.run_dir.iterdir()] == [LOCK_FILE]:
+                (self.run_dir / LOCK_FILE).unlink()
+                self.run_dir.rmdir()
+        except OSError:  # another process got in meanwhile, or it is gone already: leave it
+            pass
 
     def release(self) -> None:
         """Drop the lock (idempotent); the file stays, empty, for the next holder."""

@@ -142,3 +142,28 @@ def test_kill_9_at_random_points_then_resume_is_bit_identical(tmp_path) -> None:
         return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
 
     assert strip(read_csv(run / "progress.csv")) == strip(read_csv(tmp_path / "whole" / "progress.csv"))
+
+
+def test_a_failure_before_anything_is_written_leaves_no_empty_folder(tmp_path) -> None:
+    """A folder the lock made is removed when the guarded block raises with nothing written
+    there; a folder that existed before, or one with a file in it, stays."""
+    new = tmp_path / "new"
+    with pytest.raises(ValueError, match="bad config"):
+        with RunLock(new):
+            raise ValueError("bad config")
+    assert not new.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(ValueError):
+        with RunLock(existing):
+            raise ValueError("bad config")
+    assert existing.is_dir()
+    written = tmp_path / "written"
+    with pytest.raises(ValueError):
+        with RunLock(written):
+            (written / "config.yaml").write_text("seed: 0\n")
+            raise ValueError("later")
+    assert (written / "config.yaml").exists()
+    with RunLock(tmp_path / "ok"):
+        pass
+    assert (tmp_path / "ok").is_dir()  # a block that ends normally keeps its folder
