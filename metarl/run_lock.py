@@ -73,9 +73,9 @@ class RunLock:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.release()
         if exc_type is not None and self._created:
-            self._remove_if_unused()
+            self._remove_if_unused()  # while still holding the lock: no other process can claim the folder meanwhile
+        self.release()
 
     def _remove_if_unused(self) -> None:
         """Remove the directory this lock created when it holds nothing but the lock file.
