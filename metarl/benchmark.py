@@ -48,6 +48,7 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.errors import CheckpointError
 from metarl.evaluate import adaptation_returns, adaptation_scores
 from metarl.families import make_family
+from metarl.learners import LEARNER_LABELS
 from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
 from metarl.policies import Policy
@@ -285,7 +286,8 @@ def run_seed(
     timings["maml"] = time.perf_counter() - t0
     _say(
         seed,
-        f"MAML {'loaded from ' + str(maml_run) if maml_run else 'trained'} ({len(rows)} iterations)",
+        f"{LEARNER_LABELS.get(maml_config['learner'], 'MAML')} "
+        f"{'loaded from ' + str(maml_run) if maml_run else 'trained'} ({len(rows)} iterations)",
         timings["maml"],
     )
     hidden = tuple(config.hidden_sizes)
@@ -513,26 +515,27 @@ def claim(
     return result
 
 
-def claim_text(verdict: dict[str, Any], what: str = "", scale: float = 1.0, unit: str = "") -> str:
-    """The claim's lines for ``benchmark.md`` (``what``: e.g. ``" success rate"``; values times ``scale``)."""
+def claim_text(
+    verdict: dict[str, Any], what: str = "", scale: float = 1.0, unit: str = "", learner: str = "MAML"
+) -> str:
+    """The claim's lines for ``benchmark.md`` (``what``: e.g. ``" success rate"``; values times ``scale``;
+    ``learner``: the meta-learner's name, see ``learner_label``)."""
     lines = []
     for k, v in verdict.items():
         line = (
-            f"- MAML{what} after one step {scale * v['maml_mean']:.2f}{unit} vs {k} {scale * v['other_mean']:.2f}"
+            f"- {learner}{what} after one step {scale * v['maml_mean']:.2f}{unit} vs {k} {scale * v['other_mean']:.2f}"
             f"{unit}: 95% CIs {'do not overlap' if v['non_overlapping'] else 'OVERLAP'}."
         )
         if "paired_difference" in v:
             low, high = (scale * x for x in v["paired_difference"]["mean_ci"])
-            line += (
-                f" Paired over the same tasks, MAML minus {k}: {scale * v['paired_difference']['mean']:+.2f}{unit} "
-                f"[{low:+.2f}, {high:+.2f}]."
-            )
+            mean = scale * v["paired_difference"]["mean"]
+            line += f" Paired over the same tasks, {learner} minus {k}: {mean:+.2f}{unit} [{low:+.2f}, {high:+.2f}]."
         lines.append(line)
     return "\n".join(lines)
 
 
-def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
-    """Markdown: one row per method, mean [95% CI] and IQM per adaptation step."""
+def format_table(summary: dict[str, list[dict[str, Any]]], title: str, labels: dict[str, str] | None = None) -> str:
+    """Markdown: one row per method (named by ``labels`` where given), mean [95% CI] and IQM per adaptation step."""
     steps = len(next(iter(summary.values())))
     head = (
         "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}: mean [95% CI] | IQM" for k in range(steps)) + " |"
@@ -540,8 +543,23 @@ def format_table(summary: dict[str, list[dict[str, Any]]], title: str) -> str:
     lines = [f"### {title}", "", head, "|---|" + "---:|---:|" * steps]
     for name, rows in summary.items():
         cells = [f"{r['mean']:.2f} [{r['mean_ci'][0]:.2f}, {r['mean_ci'][1]:.2f}] | {r['iqm']:.2f}" for r in rows]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {(labels or {}).get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def learner_label(per_seed: list[dict[str, Any]]) -> str:
+    """The meta-learner's name for reports: "MAML" for MAML-TRPO, "ProMP", ... ("/"-joined when seeds differ).
+
+    Read from each seed's training config; results written before it was recorded were MAML-TRPO.
+    """
+    names = {(s.get("maml_config") or {}).get("learner") or "maml-trpo" for s in per_seed}
+    return "/".join(sorted(LEARNER_LABELS.get(n, n) for n in names))
+
+
+def maml_labels(per_seed: list[dict[str, Any]]) -> dict[str, str]:
+    """``format_table``'s row names: the ``maml`` row says which meta-learner it is when that is not MAML-TRPO."""
+    label = learner_label(per_seed)
+    return {} if label == "MAML" else {"maml": f"maml ({label})"}
 
 
 def maml_iterations(per_seed: list[dict[str, Any]]) -> list[int]:
@@ -557,6 +575,7 @@ def seed_means(per_seed: list[dict[str, Any]], method: str, step: int) -> list[f
 def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
     """One line: MAML's meta-iterations per seed (from its learning curve) and the PPO budget."""
     iterations = "/".join(map(str, maml_iterations(per_seed)))
+    seeds = "/".join(str(s["seed"]) for s in per_seed)
     if budget.timesteps("oracle") == budget.ppo_timesteps:
         ppo = f"PPO pretrained and oracle {budget.ppo_timesteps:,} env steps each per seed"
     else:
@@ -564,7 +583,7 @@ def describe_budget(per_seed: list[dict[str, Any]], budget: Budget) -> str:
     if budget.ppo_normalize:
         ppo += f" (observations and rewards normalized, minibatch {budget.ppo_batch_size})"
     return (
-        f"Training: MAML {iterations} meta-iterations (seeds {'/'.join(str(s['seed']) for s in per_seed)}); "
+        f"Training: {learner_label(per_seed)} {iterations} meta-iterations (seeds {seeds}); "
         f"{ppo}; "
         f"evaluation on {budget.eval_tasks} held-out tasks x {budget.eval_episodes} episodes after "
         f"0..{budget.max_steps} steps."
@@ -718,13 +737,14 @@ def run_benchmark(
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         }
         (out / "benchmark.json").write_text(json.dumps(report, indent=1))
-        text = format_table(summary, title)
+        learner, labels = learner_label(per_seed), maml_labels(per_seed)
+        text = format_table(summary, title, labels)
         if success:
-            text += "\n" + format_table(success, "Success rate (episodes that succeed at any step)")
+            text += "\n" + format_table(success, "Success rate (episodes that succeed at any step)", labels)
         if verdict:
-            text += "\n" + claim_text(verdict) + "\n"
+            text += "\n" + claim_text(verdict, learner=learner) + "\n"
         if success_verdict:
-            text += claim_text(success_verdict, " success rate", 100.0, "%") + "\n"
+            text += claim_text(success_verdict, " success rate", 100.0, "%", learner=learner) + "\n"
         text += "\n" + describe_budget(per_seed, b) + "\n"
         text += "\n" + per_seed_means(per_seed, step=1) + "\n"
         text += (
@@ -733,5 +753,5 @@ def run_benchmark(
             + "\n"
         )
         (out / "benchmark.md").write_text(text)
-        plot_benchmark(summary, per_seed, out, cfg.family, success)
+        plot_benchmark(summary, per_seed, out, cfg.family, success, learner=learner)
         return report

@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", help="output folder (default: runs/benchmark-<config>-<budget>-<timestamp>)")
     bench.add_argument(
-        "--maml-runs", nargs="+", metavar="RUN_DIR", help="evaluate these MAML runs (one per seed) instead of training"
+        "--maml-runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="evaluate these runs (one per seed, any meta-learner) instead of training",
     )
     bench.add_argument(
         "--ppo-timesteps", type=_count(1), help="PPO baselines' environment steps (default: the budget's)"

@@ -84,9 +84,10 @@ def plot_benchmark(
     out: Path,
     title: str,
     success: dict[str, list[dict[str, Any]]] | None = None,
+    learner: str = "MAML",
 ) -> list[Path]:
     """``adaptation.png`` (with a success-rate panel when ``success``, its summary, is given)
-    and ``learning_curve.png``; nothing without matplotlib."""
+    and ``learning_curve.png``; nothing without matplotlib. ``learner`` names the ``maml`` method."""
     plt = pyplot()
     if plt is None:
         return []
@@ -97,7 +98,8 @@ def plot_benchmark(
     for ax, (table, label, scale) in zip(axes[0], panels):
         for name, rows in table.items():
             x = [r["steps"] for r in rows]
-            (line,) = ax.plot(x, [scale * r["mean"] for r in rows], marker="o", label=name)
+            shown = name if name != "maml" or learner == "MAML" else f"maml ({learner})"
+            (line,) = ax.plot(x, [scale * r["mean"] for r in rows], marker="o", label=shown)
             ax.fill_between(
                 x,
                 [scale * r["mean_ci"][0] for r in rows],
@@ -142,7 +144,7 @@ def plot_benchmark(
             )
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("return on the meta-batch's training tasks")
-        ax.set_title(f"{title}: MAML meta-training, per seed")
+        ax.set_title(f"{title}: {learner} meta-training, per seed")
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
         fig.tight_layout()

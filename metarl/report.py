@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
-from metarl.benchmark import claim, maml_iterations, seed_means
+from metarl.benchmark import claim, learner_label, maml_iterations, seed_means
 from metarl.logger import read_csv
 
 BLOCK = re.compile(r"^(<!-- generated: (\w+) ([\w.-]+) -->\n)(.*?)^(<!-- end generated -->)", re.DOTALL | re.MULTILINE)
@@ -91,6 +91,7 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     steps = len(summary["maml"])
     iterations = sorted(set(maml_iterations(per_seed)))
     config = report["config"]
+    learner = learner_label(per_seed)
     # what the MAML runs trained with (recorded per seed since --maml-runs may differ from --config)
     trained = [s.get("maml_config") or config for s in per_seed]
     batch = "/".join(sorted({f"{c['meta_batch_size']} tasks x {c['episodes_per_task']} episodes" for c in trained}))
@@ -103,11 +104,11 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
     lines = [
         f"{report['family']}: {len(per_seed)} seed(s) x {budget['eval_tasks']} held-out tasks x "
         f"{budget['eval_episodes']} episodes, "
-        f"horizon {config['horizon']}; MAML {'/'.join(map(str, iterations))} meta-iterations of "
+        f"horizon {config['horizon']}; {learner} {'/'.join(map(str, iterations))} meta-iterations of "
         f"{batch}{estimator}; {_ppo_steps(budget)}; mean [stratified-bootstrap 95% CI] over seeds x tasks; "
         f"`benchmarks/results/{name}/`.",
         "",
-        *_method_table(summary, lambda r: _interval(r, signed), steps),
+        *_method_table(summary, lambda r: _interval(r, signed), steps, learner),
         "",
     ]
     # Recomputed from the per-task returns, so results written before the paired comparison existed get it too.
@@ -116,13 +117,14 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
         word = "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
         d = verdict["paired_difference"]
         lines.append(
-            f"- After one step MAML {_num(verdict['maml_mean'], signed)} vs {other} "
-            f"{_num(verdict['other_mean'], signed)}: 95% CIs {word}; paired over the same tasks, MAML minus {other} "
-            f"{d['mean']:+.1f} [{d['mean_ci'][0]:+.1f}, {d['mean_ci'][1]:+.1f}]."
+            f"- After one step {learner} {_num(verdict['maml_mean'], signed)} vs {other} "
+            f"{_num(verdict['other_mean'], signed)}: 95% CIs {word}; paired over the same tasks, {learner} minus "
+            f"{other} {d['mean']:+.1f} [{d['mean_ci'][0]:+.1f}, {d['mean_ci'][1]:+.1f}]."
         )
     if steps > 1:
         parts = [
-            f"{method} " + " / ".join(_num(m, signed) for m in seed_means(per_seed, method, 1))
+            f"{learner if method == 'maml' and learner != 'MAML' else method} "
+            + " / ".join(_num(m, signed) for m in seed_means(per_seed, method, 1))
             for method in METHOD_LABELS
         ]
         lines.append(
@@ -131,14 +133,18 @@ def render_benchmark(report: dict[str, Any], name: str) -> str:
             + "."
         )
     if "success_summary" in report:
-        lines += ["", *_success_lines(report["success_summary"], per_seed, steps)]
+        lines += ["", *_success_lines(report["success_summary"], per_seed, steps, learner)]
     return "\n".join(lines) + "\n"
 
 
 def _method_table(
-    summary: dict[str, list[dict[str, Any]]], cell: Callable[[dict[str, Any]], str], steps: int
+    summary: dict[str, list[dict[str, Any]]],
+    cell: Callable[[dict[str, Any]], str],
+    steps: int,
+    learner: str = "MAML",
 ) -> list[str]:
-    """A Markdown table, method x adaptation steps, of ``cell(row)``; MAML's one-step cell in bold."""
+    """A Markdown table, method x adaptation steps, of ``cell(row)``; the meta-learner's one-step cell in bold
+    (its row named ``learner``: "MAML", "ProMP", ...)."""
     lines = [
         "| method | " + " | ".join(f"{k} step{'s' if k != 1 else ''}" for k in range(steps)) + " |",
         "|---|" + "---|" * steps,
@@ -147,7 +153,7 @@ def _method_table(
         cells = [cell(r) for r in summary[method]]
         if method == "maml" and steps > 1:
             cells[1] = f"**{cells[1]}**"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {learner if method == 'maml' else label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -156,20 +162,22 @@ def _percent(row: dict[str, Any]) -> str:
     return f"{100 * row['mean']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
-def _success_lines(success: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], steps: int) -> list[str]:
+def _success_lines(
+    success: dict[str, list[dict[str, Any]]], per_seed: list[dict[str, Any]], steps: int, learner: str = "MAML"
+) -> list[str]:
     """The success-rate table (episodes that succeed at any step) and its one-step claim, paired too."""
     lines = [
         "Success rate (episodes that succeed at any step), mean [95% CI] over seeds x tasks:",
         "",
-        *_method_table(success, _percent, steps),
+        *_method_table(success, _percent, steps, learner),
         "",
     ]
     for other, verdict in claim(success, per_seed=per_seed, key="success").items():
         d, word = verdict["paired_difference"], "do not overlap" if verdict["non_overlapping"] else "OVERLAP"
         lines.append(
-            f"- Success after one step: MAML {100 * verdict['maml_mean']:.1f}% vs {other} "
+            f"- Success after one step: {learner} {100 * verdict['maml_mean']:.1f}% vs {other} "
             f"{100 * verdict['other_mean']:.1f}%: 95% CIs {word}"
-            f"; paired, MAML minus {other} {100 * d['mean']:+.1f} points [{100 * d['mean_ci'][0]:+.1f}, "
+            f"; paired, {learner} minus {other} {100 * d['mean']:+.1f} points [{100 * d['mean_ci'][0]:+.1f}, "
             f"{100 * d['mean_ci'][1]:+.1f}]."
         )
     return lines

@@ -422,3 +422,23 @@ def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
         0.5,
         {},
     )
+
+
+def test_benchmark_md_names_the_meta_learner_of_the_runs() -> None:
+    from metarl.benchmark import describe_budget, learner_label, maml_labels
+    from metarl.learners import LEARNER_LABELS, LEARNERS
+
+    assert set(LEARNER_LABELS) == set(LEARNERS)
+    per_seed = _fake_per_seed({"maml": 10.0, "pretrained": 0.0, "oracle": 20.0, "random": -5.0})
+    assert learner_label(per_seed) == "MAML" and maml_labels(per_seed) == {}  # results from before it was recorded
+    for i, s in enumerate(per_seed):
+        s.update(seed=i, maml_config={"learner": "promp"}, learning_curve={"iteration": [1, 2]})
+    assert learner_label(per_seed) == "ProMP"
+    summary = summarize(per_seed, reps=50)
+    assert "| maml (ProMP) |" in format_table(summary, "t", maml_labels(per_seed))
+    verdict = claim(summary, per_seed=per_seed, reps=50)
+    assert "- ProMP after one step" in claim_text(verdict, learner="ProMP")
+    assert "ProMP minus pretrained" in claim_text(verdict, learner="ProMP")
+    assert describe_budget(per_seed, get_budget("smoke")).startswith("Training: ProMP 2/2/2 meta-iterations")
+    per_seed[0]["maml_config"] = {"learner": "maml-trpo"}
+    assert learner_label(per_seed) == "MAML/ProMP"

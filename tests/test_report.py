@@ -358,3 +358,16 @@ def test_benchmark_header_names_a_meta_gradient_estimator_other_than_plain() -> 
         s["maml_config"]["init_from"] = "benchmarks/results/ant-dir/seed0"
     header = render_benchmark(lvc, "benchmark-ant-dir").splitlines()[0]
     assert "(lvc meta-gradient estimator after a warm start from earlier runs);" in header
+
+
+def test_a_benchmark_of_another_meta_learner_names_it() -> None:
+    """A benchmark of ProMP runs (``--maml-runs`` of a ``learner: promp`` config) says ProMP, not MAML."""
+    report = synthetic_report()
+    for s in report["per_seed"]:
+        s["maml_config"] = {**report["config"], "learner": "promp"}
+    text = render_benchmark(report, "benchmark-x")
+    assert "horizon 100; ProMP 3 meta-iterations of 40 tasks x 20 episodes" in text
+    assert "| ProMP | -14.0 [-20.0, -8.0] | **+261.0 [+250.0, +272.0]** |" in text
+    assert "- After one step ProMP +261.0 vs pretrained -11.0: 95% CIs do not overlap; paired over the same" in text
+    assert "ProMP minus pretrained +272.0" in text and "(seeds 0 / 1): ProMP +260.0 / +262.0;" in text
+    assert "MAML" not in text

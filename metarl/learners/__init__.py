@@ -44,6 +44,8 @@ _REGISTRY: dict[str, tuple[Callable[[TrainConfig], Any], Callable[..., MetaLearn
 }
 LEARNERS = tuple(_REGISTRY)
 """The learner names a config's ``learner`` accepts."""
+LEARNER_LABELS = {"maml-trpo": "MAML", "promp": "ProMP", "maml-ppo": "MAML-PPO", "reptile": "Reptile"}
+"""How reports name each learner (a MAML-TRPO run is "MAML", as in the paper)."""
 
 
 def check_learner(name: str) -> str:
@@ -95,6 +97,7 @@ def make_learner(config: TrainConfig, policy: Policy, device: torch.device | str
 
 __all__ = [
     "LEARNERS",
+    "LEARNER_LABELS",
     "MAMLTRPO",
     "MetaLearner",
     "MetaUpdateStats",
