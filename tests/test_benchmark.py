@@ -263,7 +263,7 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     )
     assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
     # ... and the PPO baselines of the first benchmark reused: the random baseline, evaluated again,
-    # is bit-identical (the check that the evaluation has not changed), the others copied.
+    # is bit-identical on one machine (the check that the evaluation has not changed), the others copied.
     reused = run_benchmark(
         "2d-navigation",
         tiny,
@@ -442,3 +442,18 @@ def test_benchmark_md_names_the_meta_learner_of_the_runs() -> None:
     assert describe_budget(per_seed, get_budget("smoke")).startswith("Training: ProMP 2/2/2 meta-iterations")
     per_seed[0]["maml_config"] = {"learner": "maml-trpo"}
     assert learner_label(per_seed) == "MAML/ProMP"
+
+
+def test_a_reused_benchmarks_random_baseline_may_differ_by_rounding_not_by_a_changed_evaluation() -> None:
+    """Another CPU's rounding moves a return by ~1e-5 of itself (what a re-evaluation on another
+    host measured); a changed evaluation by percents, or a different layout, is refused."""
+    from metarl.benchmark import check_reevaluation
+
+    before = [[513.49, 786.47], [812.36, -20.0]]
+    assert check_reevaluation(0, before, before) == 0.0
+    rounded = [[513.49, 786.47 + 0.04], [812.36 - 0.03, -20.0]]
+    assert check_reevaluation(0, rounded, before) == pytest.approx(0.04)
+    with pytest.raises(ValueError, match=r"Seed 3: the random baseline evaluated now differs .*largest difference 8"):
+        check_reevaluation(3, [[513.49, 786.47], [820.36, -20.0]], before)
+    with pytest.raises(ValueError, match="shapes"):
+        check_reevaluation(0, [[513.49, 786.47]], before)
