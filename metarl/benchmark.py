@@ -350,6 +350,7 @@ def run_seed(
     success: dict[str, list[list[float]]] = {}
     step_sizes: dict[str, float] = {"maml": maml_lr}
     lr_scores: dict[str, dict[str, float]] = {}
+    reevaluation_gap: float | None = None
     for name in METHODS:
         if name in reused:
             assert reuse is not None
@@ -386,7 +387,7 @@ def run_seed(
         if rate is not None:
             success[name] = rate.tolist()
         if reuse is not None and name == "random":
-            check_reevaluation(seed, returns[name], reuse["returns"]["random"])
+            reevaluation_gap = check_reevaluation(seed, returns[name], reuse["returns"]["random"])
     curve = {
         "iteration": [int(r["iteration"]) for r in rows],
         "pre_return": [float(r["pre_return"]) for r in rows],
@@ -404,6 +405,8 @@ def run_seed(
         "maml_config": maml_config,
         "seconds": timings,
         **({"baselines_reused": list(reused)} if reused else {}),
+        # how far the random baseline evaluated again came from the reused benchmark's (within REEVALUATION_RTOL)
+        **({"random_reevaluation_gap": reevaluation_gap} if reevaluation_gap is not None else {}),
     }
 
 
@@ -775,5 +778,5 @@ def run_benchmark(
             + "\n"
         )
         (out / "benchmark.md").write_text(text)
-        plot_benchmark(summary, per_seed, out, cfg.family, success, learner=learner)
+        plot_benchmark(summary, per_seed, out, cfg.family, success, learner=learner, labels=labels)
         return report

@@ -85,9 +85,11 @@ def plot_benchmark(
     title: str,
     success: dict[str, list[dict[str, Any]]] | None = None,
     learner: str = "MAML",
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
     """``adaptation.png`` (with a success-rate panel when ``success``, its summary, is given)
-    and ``learning_curve.png``; nothing without matplotlib. ``learner`` names the ``maml`` method."""
+    and ``learning_curve.png``; nothing without matplotlib. ``learner`` names the meta-learner in
+    the learning curve's title; ``labels`` renames methods in the legend (``benchmark.maml_labels``)."""
     plt = pyplot()
     if plt is None:
         return []
@@ -98,8 +100,7 @@ def plot_benchmark(
     for ax, (table, label, scale) in zip(axes[0], panels):
         for name, rows in table.items():
             x = [r["steps"] for r in rows]
-            shown = name if name != "maml" or learner == "MAML" else f"maml ({learner})"
-            (line,) = ax.plot(x, [scale * r["mean"] for r in rows], marker="o", label=shown)
+            (line,) = ax.plot(x, [scale * r["mean"] for r in rows], marker="o", label=(labels or {}).get(name, name))
             ax.fill_between(
                 x,
                 [scale * r["mean_ci"][0] for r in rows],

@@ -275,6 +275,8 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     )
     assert reused["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
     assert reused["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
+    assert reused["per_seed"][0]["random_reevaluation_gap"] == 0.0  # same host, same evaluation
+    assert "random_reevaluation_gap" not in saved["per_seed"][0]
     for m in ("pretrained", "oracle"):  # the reused policies are copied along
         assert baseline_file(tmp_path / "reused", 0, m).read_bytes() == baseline_file(out, 0, m).read_bytes()
     assert reused["baselines_from"] == str(out)
@@ -353,8 +355,9 @@ def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
     curve = {"iteration": [1, 2, 3], "pre_return": [-3.0, -2.0, -1.0], "post_return": [-2.0, 0.0, 1.0]}
     per_seed = [{"seed": s, "learning_curve": curve} for s in (0, 1, 2)]
     summary = {"maml": [{"steps": 0, "mean": 0.0, "mean_ci": [-1.0, 1.0]}]}
-    paths = plot(summary, per_seed, tmp_path, "T")
+    paths = plot(summary, per_seed, tmp_path, "T", labels={"maml": "maml (ProMP)"})
     assert [p.name for p in paths] == ["adaptation.png", "learning_curve.png"]
+    assert "maml (ProMP)" in drawn and "maml" not in drawn
     for s in (0, 1, 2):
         assert f"seed {s}, after one step" in drawn and f"seed {s}, before adaptation" in drawn
     assert "mean over seeds, after one step" in drawn
