@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -217,7 +218,7 @@ def test_budgets_and_bad_arguments(tmp_path) -> None:
         run_benchmark("2d-navigation", "smoke", seeds=[0, 0], out=tmp_path / "b")
 
 
-def test_smoke_benchmark_end_to_end(tmp_path) -> None:
+def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
     torch.set_num_threads(1)
     tiny = Budget(
         "tiny",
@@ -280,6 +281,22 @@ def test_smoke_benchmark_end_to_end(tmp_path) -> None:
     for m in ("pretrained", "oracle"):  # the reused policies are copied along
         assert baseline_file(tmp_path / "reused", 0, m).read_bytes() == baseline_file(out, 0, m).read_bytes()
     assert reused["baselines_from"] == str(out)
+    # a reused benchmark whose random baseline no longer comes out the same is refused before
+    # MAML's evaluation is spent
+    changed = tmp_path / "changed"
+    shutil.copytree(out, changed)
+    written = json.loads((changed / "benchmark.json").read_text())
+    written["per_seed"][0]["returns"]["random"][0][0] += 10.0
+    (changed / "benchmark.json").write_text(json.dumps(written))
+    capsys.readouterr()
+    refused = r"Seed 0: the random baseline evaluated now differs .* \(largest difference 10,"
+    with pytest.raises(ValueError, match=refused):
+        run_benchmark(
+            "2d-navigation", tiny, [0], tmp_path / "refused", ["horizon=20", "hidden_sizes=[8]"],
+            maml_runs=[str(out / "runs" / "maml-seed0")], baselines_from=changed,
+        )  # fmt: skip
+    progress = capsys.readouterr().err
+    assert "evaluating random" in progress and "evaluating maml" not in progress
     with pytest.raises(ValueError, match="its horizon is 20, this benchmark's 30; the baselines would differ"):
         run_benchmark(
             "2d-navigation", tiny, [0], tmp_path / "h", ["horizon=30", "hidden_sizes=[8]"], baselines_from=out
