@@ -21,6 +21,12 @@ seed) and ``baselines/seed<k>/<method>.pt`` (each trained PPO baseline's policy,
 when reused). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
 per-seed means after one step.
 
+Each seed's results are kept in ``out/seeds/seed<k>.json`` as soon as it finishes, so a
+benchmark that fails or is interrupted loses no finished seed: the same call with
+``resume=True`` (``metarl benchmark ... --resume``) runs only the seeds left, and within them
+loads the PPO baselines already trained and continues MAML from its last checkpoint. The
+folder is removed once ``benchmark.json`` is written.
+
 Example:
     >>> report = run_benchmark("2d-navigation", "smoke", seeds=[0], out="runs/bench-smoke")  # doctest: +SKIP
 """
@@ -52,7 +58,7 @@ from metarl.learners import LEARNER_LABELS
 from metarl.logger import read_csv
 from metarl.plots import plot_benchmark
 from metarl.policies import Policy
-from metarl.reference_methods import TaskObservationEnv, save_baseline, sb3_to_metarl, train_ppo
+from metarl.reference_methods import TaskObservationEnv, load_baseline, save_baseline, sb3_to_metarl, train_ppo
 from metarl.run_lock import RunLock
 from metarl.runtime import build_policy, seed_streams
 from metarl.sampler import Sampler
@@ -275,8 +281,13 @@ def run_seed(
     threads: int = 1,
     reuse: dict[str, Any] | None = None,
     reuse_methods: Sequence[str] = ("pretrained", "oracle"),
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train (or load) every method for one seed and evaluate them; safe to run in a worker process.
+
+    With ``resume`` (a benchmark continued after a failure) what the interrupted attempt left
+    in ``out`` is used: MAML continues from ``runs/maml-seed<k>``'s last checkpoint, and a PPO
+    baseline saved in ``baselines/`` is loaded instead of trained.
 
     With ``reuse`` (this seed's entry of an earlier ``benchmark.json`` with the same settings,
     ``reusable_baselines``) the PPO baselines in ``reuse_methods`` are not trained again: their
@@ -300,15 +311,22 @@ def run_seed(
         maml_lr = trained_config.fast_lr
         maml_config = trained_config.to_dict()
     else:
-        cfg = replace(
-            config,
-            num_iterations=budget.maml_iterations or config.num_iterations,
-            checkpoint_every=max(1, config.checkpoint_every),
-        )
-        trainer = Trainer(cfg.validate(), Path(out) / "runs" / f"maml-seed{seed}", progress=progress)
-        rows = trainer.train()
-        policies["maml"], maml_lr = trainer.policy.cpu(), cfg.fast_lr
-        maml_config = cfg.to_dict()
+        run_dir = Path(out) / "runs" / f"maml-seed{seed}"
+        if resume and (run_dir / "checkpoints" / "last.pt").is_file():
+            trainer = Trainer.resume(run_dir, progress=progress)
+            _say(seed, f"continuing MAML in {run_dir} from iteration {trainer.iteration}")
+            trainer.train()
+            rows = read_csv(run_dir / "progress.csv")  # every iteration's row, not only this call's
+        else:
+            cfg = replace(
+                config,
+                num_iterations=budget.maml_iterations or config.num_iterations,
+                checkpoint_every=max(1, config.checkpoint_every),
+            )
+            trainer = Trainer(cfg.validate(), run_dir, progress=progress)
+            rows = trainer.train()
+        policies["maml"], maml_lr = trainer.policy.cpu(), trainer.config.fast_lr
+        maml_config = trainer.config.to_dict()
     timings["maml"] = time.perf_counter() - t0
     _say(
         seed,
@@ -322,6 +340,17 @@ def run_seed(
     reused = tuple(reuse_methods) if reuse is not None else ()
     for name, oracle in (("pretrained", False), ("oracle", True)):
         if name in reused:
+            continue
+        kept = baseline_file(out, seed, name)
+        if resume and kept.is_file():  # trained before the interruption, with these settings (run_benchmark checks)
+            policies[name], kept_info = load_baseline(kept)
+            if kept_info.get("timesteps") != budget.timesteps(name):
+                raise ValueError(
+                    f"{kept} was trained with {kept_info.get('timesteps')} env steps, this benchmark's {name} with "
+                    f"{budget.timesteps(name)}: delete the file to train it again, or pick another --out."
+                )
+            timings[name] = 0.0
+            _say(seed, f"PPO {name} loaded from {kept} (trained before the benchmark was interrupted)")
             continue
         t = time.perf_counter()
         _say(seed, f"training PPO {name} ({budget.timesteps(name):,} env steps) ...")
@@ -642,6 +671,7 @@ def run_benchmark(
     baselines_from: str | Path | None = None,
     oracle_timesteps: int | None = None,
     ppo_recipe: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring and write its outputs to ``out``.
 
@@ -660,12 +690,17 @@ def run_benchmark(
         oracle_timesteps: The oracle's PPO steps, when it needs more than the pretrained
             baseline to be a credible upper reference (default: ``ppo_timesteps``).
         ppo_recipe: A key of ``PPO_RECIPES`` (default: the budget's).
+        resume: Continue the unfinished benchmark in ``out`` (called again with the same
+            arguments): the seeds it finished are kept, the others run (``run_seed``).
 
     Returns:
         The report written to ``benchmark.json``.
 
     Raises:
-        ValueError: Bad budget, seeds or run list; FileExistsError: ``out`` holds a benchmark.
+        ValueError: Bad budget, seeds or run list, or ``resume`` with other settings than the
+            unfinished benchmark's; FileExistsError: ``out`` holds a benchmark (or, without
+            ``resume``, an unfinished one). A seed's own error is raised once the seeds running
+            beside it have finished and been kept.
     """
     b = get_budget(budget) if isinstance(budget, str) else budget
     if ppo_timesteps is not None:
@@ -697,41 +732,80 @@ def run_benchmark(
     if baselines_from is not None:
         reuse, reuse_methods = reusable_baselines(baselines_from, cfg, b, seeds)
     out = Path(out)
+    settings = json.loads(
+        json.dumps(
+            {
+                "config": cfg.to_dict(),
+                "budget": asdict(b),
+                "seeds": seeds,
+                "maml_runs": list(maml_runs) if maml_runs is not None else None,
+                "baselines_from": str(baselines_from) if baselines_from is not None else None,
+            }
+        )
+    )
+    kept_dir = out / KEPT_SEEDS_DIR
     with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
         if (out / "progress.csv").exists() or (out / "checkpoints").exists():
             raise FileExistsError(
                 f"{out} holds a training run; a benchmark writes its own folder: pick another --out "
                 "(pass the run with --maml-runs to evaluate it)."
             )
-        if (out / "benchmark.json").exists() or (out / "runs").exists():
+        if (out / "benchmark.json").exists():
             raise FileExistsError(
                 f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
             )
-        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            kept = kept_seeds(out, settings)
+        elif (kept_dir / "settings.json").exists():
+            finished = sorted(kept_seeds(out, None))
+            raise FileExistsError(
+                f"{out} holds an unfinished benchmark (seeds finished: {', '.join(map(str, finished)) or 'none'}); "
+                "continue it by running the same command with --resume, or pick another --out."
+            )
+        elif (out / "runs").exists() or (out / "baselines").exists():
+            raise FileExistsError(
+                f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
+            )
+        else:
+            kept = {}
+            kept_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(kept_dir / "settings.json", settings)
         t0 = time.perf_counter()
         runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
-        if jobs > 1 and len(seeds) > 1:
-            n = len(seeds)
-            with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
-                per_seed = list(
-                    pool.map(
-                        run_seed,
-                        [cfg] * n,
-                        [b] * n,
-                        seeds,
-                        [str(out)] * n,
-                        runs,
-                        [False] * n,
-                        [1] * n,
-                        reuse,
-                        [reuse_methods] * n,
-                    )
-                )
+        results: dict[int, dict[str, Any]] = dict(kept)
+        for s in kept:
+            _say(s, f"kept from the interrupted benchmark ({kept_dir / f'seed{s}.json'})")
+        todo = [i for i, s in enumerate(seeds) if s not in kept]
+        failed: dict[int, BaseException] = {}
+
+        def seed_args(i: int, show: bool) -> tuple[Any, ...]:  # _run_seed_and_keep's, positional for the pool
+            return (str(kept_dir), cfg, b, seeds[i], str(out), runs[i], show, 1, reuse[i], reuse_methods, resume)
+
+        if jobs > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+                futures = {seeds[i]: pool.submit(_run_seed_and_keep, *seed_args(i, False)) for i in todo}
+                for s, future in futures.items():  # every seed runs to its end: a failing one stops no other
+                    try:
+                        results[s] = future.result()
+                    except Exception as e:
+                        failed[s] = e
         else:
-            per_seed = [
-                run_seed(cfg, b, s, str(out), r, progress, reuse=u, reuse_methods=reuse_methods)
-                for s, r, u in zip(seeds, runs, reuse)
-            ]
+            for i in todo:
+                try:
+                    results[seeds[i]] = _run_seed_and_keep(*seed_args(i, progress))
+                except BaseException as e:  # Ctrl-C too: say what is kept before it propagates
+                    failed[seeds[i]] = e
+                    break
+        if failed:
+            print(
+                f"benchmark: seed(s) {', '.join(map(str, failed))} failed; the finished seeds "
+                f"({', '.join(map(str, sorted(results))) or 'none'}) are kept in {kept_dir}. Fix the cause and run "
+                "the same command with --resume to run only the others.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise next(iter(failed.values()))
+        per_seed = [results[s] for s in seeds]
         if baselines_from is not None:  # the reused baselines' policies travel with their returns
             source = Path(baselines_from) if Path(baselines_from).is_dir() else Path(baselines_from).parent
             for s, entry in zip(seeds, reuse):
@@ -761,7 +835,8 @@ def run_benchmark(
             "claim_one_step": verdict,
             **({"claim_one_step_success": success_verdict} if success_verdict else {}),
             "per_seed": per_seed,
-            "wall_seconds": time.perf_counter() - t0,
+            **({"resumed": {"kept_seeds": sorted(kept)}} if resume else {}),
+            "wall_seconds": time.perf_counter() - t0,  # of this call (a resumed benchmark's last part)
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         }
         (out / "benchmark.json").write_text(json.dumps(report, indent=1))
@@ -782,4 +857,65 @@ def run_benchmark(
         )
         (out / "benchmark.md").write_text(text)
         plot_benchmark(summary, per_seed, out, cfg.family, success, learner=learner, labels=labels)
+        shutil.rmtree(kept_dir)  # benchmark.json holds every seed now
         return report
+
+
+KEPT_SEEDS_DIR = "seeds"
+"""The folder of ``out`` where an unfinished benchmark keeps its settings and each finished seed."""
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` atomically (a crash leaves the old file or the new one, never half)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _run_seed_and_keep(kept_dir: str, *args: Any) -> dict[str, Any]:
+    """``run_seed(*args)``, its result then kept in ``kept_dir/seed<k>.json`` (in the worker that ran it)."""
+    entry = run_seed(*args)
+    _write_json(Path(kept_dir) / f"seed{entry['seed']}.json", entry)
+    return entry
+
+
+def kept_seeds(out: str | Path, settings: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+    """The seeds an unfinished benchmark in ``out`` finished: ``{seed: its per-seed entry}``.
+
+    Args:
+        out: The benchmark's folder.
+        settings: What the benchmark that continues it runs with (config, budget, seeds, MAML
+            runs, reused baselines), which must equal the unfinished one's; ``None``: unchecked.
+
+    Raises:
+        ValueError: ``out`` holds no unfinished benchmark, or it ran with other settings (named).
+    """
+    folder = Path(out) / KEPT_SEEDS_DIR
+    if not (folder / "settings.json").is_file():
+        raise ValueError(
+            f"--resume: {out} holds no unfinished benchmark (no {KEPT_SEEDS_DIR}/settings.json); run without "
+            "--resume to start one."
+        )
+    try:
+        before = json.loads((folder / "settings.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--resume: {folder / 'settings.json'} is not valid JSON ({e}).") from e
+    if settings is not None:
+        for key in settings:
+            if before.get(key) == settings[key]:
+                continue
+            old, new = before.get(key), settings[key]
+            if isinstance(old, dict) and isinstance(new, dict):
+                diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+                what = "; ".join(f"{key} {k}: {old.get(k)!r} before, {new.get(k)!r} now" for k in diff)
+            else:
+                what = f"{key}: {old!r} before, {new!r} now"
+            raise ValueError(
+                f"--resume: the unfinished benchmark in {out} ran with other settings ({what}); continue it with the "
+                "same command it was started with, or pick another --out."
+            )
+    kept = {}
+    for file in sorted(folder.glob("seed*.json")):
+        entry = json.loads(file.read_text())
+        kept[int(entry["seed"])] = entry
+    return kept

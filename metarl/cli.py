@@ -130,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
         help="reuse the PPO baselines of an earlier benchmark with the same settings (its folder) instead of training "
         "them (seeds it lacks are trained)",
     )
+    bench.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished benchmark in --out (the same command plus --resume): the seeds it finished are "
+        "kept, the PPO baselines it trained are loaded, its MAML runs continue from their last checkpoint",
+    )
 
     check = sub.add_parser("check-env", help="check that a task family is ready for meta-training")
     check.add_argument("target", help="a family id (Navigation2D), a Gymnasium id, or package.module:ClassName")
@@ -216,6 +222,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     name = Path(args.config).stem
+    if args.resume and not args.out:
+        raise ConfigError("--resume continues the benchmark in --out: pass its folder with --out.")
     out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
     try:
         report = run_benchmark(
@@ -230,6 +238,7 @@ def _benchmark(args: argparse.Namespace) -> None:
             baselines_from=args.baselines_from,
             oracle_timesteps=args.oracle_timesteps,
             ppo_recipe=args.ppo_recipe,
+            resume=args.resume,
         )
     except (ValueError, FileExistsError) as e:
         if isinstance(e, USER_ERRORS):

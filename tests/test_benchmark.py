@@ -218,21 +218,25 @@ def test_budgets_and_bad_arguments(tmp_path) -> None:
         run_benchmark("2d-navigation", "smoke", seeds=[0, 0], out=tmp_path / "b")
 
 
+TINY = Budget(
+    "tiny",
+    1,
+    256,
+    eval_tasks=3,
+    eval_episodes=2,
+    max_steps=1,
+    lr_grid=(0.05, 0.2),
+    lr_tasks=2,
+    config_overrides=("meta_batch_size=2", "episodes_per_task=2"),
+    ppo_normalize=True,
+    ppo_batch_size=256,
+)
+"""A benchmark of seconds: one meta-iteration, 256 PPO steps, 3 held-out tasks."""
+
+
 def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
     torch.set_num_threads(1)
-    tiny = Budget(
-        "tiny",
-        1,
-        256,
-        eval_tasks=3,
-        eval_episodes=2,
-        max_steps=1,
-        lr_grid=(0.05, 0.2),
-        lr_tasks=2,
-        config_overrides=("meta_batch_size=2", "episodes_per_task=2"),
-        ppo_normalize=True,
-        ppo_batch_size=256,
-    )
+    tiny = TINY
     out = tmp_path / "bench"
     report = run_benchmark("2d-navigation", tiny, seeds=[0], out=out, overrides=["horizon=20", "hidden_sizes=[8]"])
     for name in ("benchmark.json", "benchmark.md", "adaptation.png", "learning_curve.png"):
@@ -355,6 +359,80 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
         )
 
 
+def test_an_interrupted_benchmark_keeps_its_finished_seeds_and_resumes_with_the_same_results(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import metarl.benchmark as bench
+
+    torch.set_num_threads(1)
+    small = ["horizon=20", "hidden_sizes=[8]"]
+    whole = run_benchmark("2d-navigation", TINY, [0, 1], tmp_path / "whole", small)
+    # seed 1 crashes in its first evaluation, after its MAML run and PPO baselines were trained
+    calls = {"n": 0}
+    evaluate = bench.adaptation_scores
+
+    def crash_on_the_fifth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # seed 0 evaluates its 4 methods first
+            raise RuntimeError("simulated crash")
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "adaptation_scores", crash_on_the_fifth)
+    out = tmp_path / "bench"
+    capsys.readouterr()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_benchmark("2d-navigation", TINY, [0, 1], out, small)
+    said = capsys.readouterr().err
+    assert f"seed(s) 1 failed; the finished seeds (0) are kept in {out / 'seeds'}" in said
+    assert "run the same command with --resume" in said
+    assert (out / "seeds" / "seed0.json").is_file() and not (out / "seeds" / "seed1.json").exists()
+    assert baseline_file(out, 1, "oracle").is_file()
+    monkeypatch.setattr(bench, "adaptation_scores", evaluate)
+    with pytest.raises(FileExistsError, match=r"unfinished benchmark \(seeds finished: 0\); continue it .* --resume"):
+        run_benchmark("2d-navigation", TINY, [0, 1], out, small)
+    with pytest.raises(ValueError, match=r"other settings \(budget ppo_timesteps: 256 before, 512 now\)"):
+        run_benchmark("2d-navigation", TINY, [0, 1], out, small, ppo_timesteps=512, resume=True)
+    with pytest.raises(ValueError, match="holds no unfinished benchmark"):
+        run_benchmark("2d-navigation", TINY, [0, 1], tmp_path / "never", small, resume=True)
+    resumed = run_benchmark("2d-navigation", TINY, [0, 1], out, small, resume=True)
+    said = capsys.readouterr().err
+    assert "benchmark seed 0: kept from the interrupted benchmark" in said and "seed 0: training" not in said
+    assert f"PPO pretrained loaded from {baseline_file(out, 1, 'pretrained')}" in said
+    assert "benchmark seed 1: continuing MAML" in said and "training PPO" not in said
+    # the interrupted and resumed benchmark gives the uninterrupted one's numbers
+    for got, want in zip(resumed["per_seed"], whole["per_seed"]):
+        assert got["returns"] == want["returns"] and got["step_sizes"] == want["step_sizes"]
+        assert got["learning_curve"]["iteration"] == want["learning_curve"]["iteration"]
+    assert resumed["resumed"] == {"kept_seeds": [0]} and "resumed" not in whole
+    assert not (out / "seeds").exists() and (out / "benchmark.md").is_file()
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        run_benchmark("2d-navigation", TINY, [0, 1], out, small, resume=True)
+
+
+def test_seeds_in_parallel_a_failing_seed_stops_no_other_and_the_finished_ones_are_kept(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import multiprocessing
+
+    import metarl.benchmark as bench
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the patched run_seed reaches the workers only when they are forked")
+    run_seed = bench.run_seed
+
+    def seed_1_fails(config, budget, seed, *args):
+        if seed == 1:
+            raise ValueError("seed 1 is broken")
+        return run_seed(config, budget, seed, *args)
+
+    monkeypatch.setattr(bench, "run_seed", seed_1_fails)  # the workers are forked: they see it
+    out = tmp_path / "bench"
+    with pytest.raises(ValueError, match="seed 1 is broken"):
+        run_benchmark("2d-navigation", TINY, [0, 1], out, ["horizon=20", "hidden_sizes=[8]"], jobs=2)
+    assert "seed(s) 1 failed; the finished seeds (0) are kept" in capsys.readouterr().err
+    assert json.loads((out / "seeds" / "seed0.json").read_text())["seed"] == 0
+
+
 def test_learning_curve_draws_a_line_per_seed(tmp_path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
     import matplotlib.axes
@@ -410,6 +488,10 @@ def test_cli_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
     assert "one MAML run per seed" in capsys.readouterr().err
     assert main(["benchmark", "--out", str(tmp_path / "y"), "--set", "family=NoSuchFamily"]) == 2
     assert "Unknown task family 'NoSuchFamily'" in capsys.readouterr().err
+    assert main(["benchmark", "--resume"]) == 2
+    assert "error: --resume continues the benchmark in --out" in capsys.readouterr().err
+    assert main(["benchmark", "--resume", "--out", str(tmp_path / "z"), "--budget", "smoke"]) == 2
+    assert "holds no unfinished benchmark" in capsys.readouterr().err
 
 
 def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
