@@ -251,7 +251,7 @@ class MetaWorldFamily(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._require_task()
-        space = self.action_space
+        space: Any = self.action_space  # a Box (scaled_box)
         action = to_control(np.asarray(action, dtype=np.float32), space.low, space.high, self.action_scale)
         obs, reward, terminated, truncated, info = self._env.step(action)
         info = {**info, "success": float(info.get("success", 0.0)), "task": self._task}

@@ -107,7 +107,7 @@ class Budget:
         return self.ppo_timesteps
 
 
-PPO_RECIPES = {
+PPO_RECIPES: dict[str, dict[str, Any]] = {
     "normalized": {"ppo_normalize": True, "ppo_batch_size": 256},
     "plain": {key: Budget.__dataclass_fields__[key].default for key in ("ppo_normalize", "ppo_batch_size")},
 }
@@ -366,11 +366,12 @@ def run_seed(
             normalize=budget.ppo_normalize,
             batch_size=budget.ppo_batch_size,
         )
-        policies[name] = sb3_to_metarl(model, hidden)
+        ppo_policy = sb3_to_metarl(model, hidden)
+        policies[name] = ppo_policy
         timings[name] = time.perf_counter() - t
         info = {"method": name, "seed": seed, "family": config.family, "env_kwargs": dict(config.env_kwargs)}
         info |= {"horizon": horizon, "timesteps": budget.timesteps(name), "ppo_normalize": budget.ppo_normalize}
-        save_baseline(baseline_file(out, seed, name), policies[name], info | {"ppo_batch_size": budget.ppo_batch_size})
+        save_baseline(baseline_file(out, seed, name), ppo_policy, info | {"ppo_batch_size": budget.ppo_batch_size})
         _say(seed, f"PPO {name} trained", timings[name])
     torch.manual_seed(seed_streams(seed)["init"] + 1)
     policies["random"] = build_policy(config, make_family(config.family, **config.env_kwargs))

@@ -254,7 +254,7 @@ def _obs_statistics(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
             f"The PPO model clipped its normalized observations at {env.clip_obs}; train it with "
             "VecNormalize(clip_obs=np.inf) (train_ppo(normalize=True)) so the statistics fold into the policy."
         )
-    rms = env.obs_rms
+    rms: Any = env.obs_rms  # one RunningMeanStd: the observation space is a Box, not a Dict
     return np.asarray(rms.mean, dtype=np.float64), np.sqrt(np.asarray(rms.var, dtype=np.float64) + env.epsilon)
 
 
