@@ -250,7 +250,9 @@ REEVALUATION_RTOL = 1e-3
 
 Another CPU rounds the inner step's gradient differently (its BLAS kernels), which moves a
 return by ~1e-5 of itself (Meta-World reach: at most 0.04 of ~800 over 120 scores, found
-2026-12-03); a changed evaluation (other tasks, noise or policy) moves them by whole percents."""
+2026-12-03); a changed evaluation (other tasks, noise or policy) moves them by whole percents.
+On some pairs of hosts the rounding flips a few episodes of a chaotic family (Meta-World reach,
+2026-12-07: up to 76 on 22 of 120 scores), which this refuses: reuse works on one machine."""
 
 
 def check_reevaluation(seed: int, now: list[list[float]], before: list[list[float]]) -> float:
