@@ -1,6 +1,6 @@
 # Set-up and the project's main jobs. Each target creates/reuses .venv and installs what it needs.
 #   make train   meta-train MAML-TRPO on 2D navigation, then evaluate and plot the result
-#   make test    run the test suite (what CI runs, through .ci/run)
+#   make test    lint, typecheck, then the test suite (what CI runs, through .ci/run)
 #   make bench   run the benchmarks and write benchmarks/results/
 #   make typecheck  mypy on metarl/ and envs/
 #   make lint    ruff (style, imports, line length 120) and the import-graph check
@@ -35,7 +35,7 @@ train: $(STAMP)
 	else $(VENV)/bin/metarl train --config 2d-navigation --run-dir $(RUN_DIR) $(TRAIN_ARGS); fi
 	$(VENV)/bin/metarl evaluate $(RUN_DIR)
 
-test: $(STAMP) lint
+test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
@@ -53,7 +53,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sinusoid.py
 
 typecheck: $(STAMP)
-	$(PY) -m pip install -q mypy
 	$(PY) -m mypy metarl envs --ignore-missing-imports
 
 clean:
