@@ -792,6 +792,9 @@ def run_benchmark(
                         results[s] = future.result()
                     except Exception as e:
                         failed[s] = e
+                    except KeyboardInterrupt as e:  # Ctrl-C reaches the workers too: they stop where they are
+                        failed[s] = e
+                        break
         else:
             for i in todo:
                 try:
@@ -800,10 +803,13 @@ def run_benchmark(
                     failed[seeds[i]] = e
                     break
         if failed:
+            finished = sorted(kept_seeds(out, None))  # from the files: a worker may have finished meanwhile
+            interrupted = any(isinstance(e, KeyboardInterrupt) for e in failed.values())
             print(
-                f"benchmark: seed(s) {', '.join(map(str, failed))} failed; the finished seeds "
-                f"({', '.join(map(str, sorted(results))) or 'none'}) are kept in {kept_dir}. Fix the cause and run "
-                "the same command with --resume to run only the others.",
+                f"benchmark: {'interrupted' if interrupted else 'seed(s) ' + ', '.join(map(str, failed)) + ' failed'}; "
+                f"the finished seeds ({', '.join(map(str, finished)) or 'none'}) are kept in {kept_dir}. "
+                f"{'Run' if interrupted else 'Fix the cause and run'} the same command with --resume to run only the "
+                "others.",
                 file=sys.stderr,
                 flush=True,
             )

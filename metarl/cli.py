@@ -225,6 +225,7 @@ def _benchmark(args: argparse.Namespace) -> None:
     if args.resume and not args.out:
         raise ConfigError("--resume continues the benchmark in --out: pass its folder with --out.")
     out = Path(args.out or f"runs/benchmark-{name}-{args.budget}-{datetime.now():%Y%m%d-%H%M%S}")
+    args.resume_hint = "continue with the same command plus " + ("--resume" if args.out else f"--out {out} --resume")
     try:
         report = run_benchmark(
             args.config,
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         run_dir = getattr(args, "training_run_dir", None)
         hint = f"; continue with `metarl train --resume {run_dir}`" if run_dir is not None else ""
+        hint = f"; {args.resume_hint}" if getattr(args, "resume_hint", None) else hint  # a benchmark's
         print(f"interrupted: the last checkpoint and the logs are intact{hint}.", file=sys.stderr)
         return 130
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from dataclasses import dataclass, replace
 
@@ -492,6 +493,31 @@ def test_cli_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
     assert "error: --resume continues the benchmark in --out" in capsys.readouterr().err
     assert main(["benchmark", "--resume", "--out", str(tmp_path / "z"), "--budget", "smoke"]) == 2
     assert "holds no unfinished benchmark" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_benchmark_says_what_is_kept_and_how_to_resume(tmp_path, monkeypatch, capsys) -> None:
+    import metarl.benchmark as bench
+    from metarl.cli import main
+
+    evaluate, calls = bench.adaptation_scores, {"n": 0}
+
+    def ctrl_c_on_the_fifth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # seed 0 is done, seed 1 is evaluating
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "adaptation_scores", ctrl_c_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark("2d-navigation", TINY, [0, 1], tmp_path / "b", ["horizon=20", "hidden_sizes=[8]"])
+    assert f"benchmark: interrupted; the finished seeds (0) are kept in {tmp_path / 'b' / 'seeds'}. Run the same " \
+        "command with --resume" in capsys.readouterr().err  # fmt: skip
+    monkeypatch.setattr("metarl.cli.run_benchmark", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["benchmark", "--out", str(tmp_path / "c")]) == 130
+    assert "interrupted: the last checkpoint and the logs are intact; continue with the same command plus --resume." \
+        in capsys.readouterr().err  # fmt: skip
+    assert main(["benchmark"]) == 130  # the default --out has a timestamp: the hint names it
+    assert re.search(r"plus --out runs/benchmark-2d-navigation-smoke-\d{8}-\d{6} --resume\.", capsys.readouterr().err)
 
 
 def test_choose_step_size_picks_the_best_one_step_return(monkeypatch) -> None:
