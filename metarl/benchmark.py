@@ -18,7 +18,7 @@ Outputs in ``out``: ``benchmark.json`` (raw per-task returns and the summary),
 ``benchmark.md`` (table), ``adaptation.png`` (return vs adaptation steps, 95% bands) and
 ``learning_curve.png`` (MAML's pre- and post-adaptation return vs meta-iteration, a line per
 seed) and ``baselines/seed<k>/<method>.pt`` (each trained PPO baseline's policy, copied along
-when reused). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
+and evaluated again when reused). ``benchmark.md`` also states MAML's meta-iterations and the PPO budget, and the
 per-seed means after one step.
 
 Each seed's results are kept in ``out/seeds/seed<k>.json`` as soon as it finishes, so a
@@ -252,7 +252,8 @@ Another CPU rounds the inner step's gradient differently (its BLAS kernels), whi
 return by ~1e-5 of itself (Meta-World reach: at most 0.04 of ~800 over 120 scores, found
 2026-12-03); a changed evaluation (other tasks, noise or policy) moves them by whole percents.
 On some pairs of hosts the rounding flips a few episodes of a chaotic family (Meta-World reach,
-2026-12-07: up to 76 on 22 of 120 scores), which this refuses: reuse works on one machine."""
+2026-12-07: up to 76 on 22 of 120 scores), which this refuses: copied returns are reusable on
+one machine only (kept policies, evaluated again, on any)."""
 
 
 def check_reevaluation(seed: int, now: list[list[float]], before: list[list[float]]) -> float:
@@ -293,8 +294,11 @@ def run_seed(
 
     With ``reuse`` (this seed's entry of an earlier ``benchmark.json`` with the same settings,
     ``reusable_baselines``) the PPO baselines in ``reuse_methods`` are not trained again: their
-    returns are copied, and the random baseline is evaluated again and must come out
-    bit-identical, the check that the evaluation itself has not changed since.
+    policies, which ``run_benchmark`` copies into ``out/baselines/``, are loaded and evaluated
+    here, so every method is evaluated on this machine. For a benchmark written before its
+    policies were kept, their returns are copied instead, and the random baseline is evaluated
+    again and must come out the same (``check_reevaluation``), the check that the evaluation
+    itself has not changed since.
 
     Returns:
         ``{"seed", "returns": {method: [steps + 1][tasks]}, "step_sizes", "lr_scores",
@@ -340,11 +344,13 @@ def run_seed(
     if config.activation != "tanh":
         raise ValueError("The PPO baselines use tanh MLPs: benchmark a config with activation: tanh.")
     reused = tuple(reuse_methods) if reuse is not None else ()
+    # a reused baseline without its policy (a benchmark from before they were kept): its returns are copied
+    copied = tuple(m for m in reused if not baseline_file(out, seed, m).is_file())
     for name, oracle in (("pretrained", False), ("oracle", True)):
-        if name in reused:
+        if name in copied:
             continue
         kept = baseline_file(out, seed, name)
-        if resume and kept.is_file():  # trained before the interruption, with these settings (run_benchmark checks)
+        if (resume or name in reused) and kept.is_file():  # trained with these settings (run_benchmark checks)
             policies[name], kept_info = load_baseline(kept)
             if kept_info.get("timesteps") != budget.timesteps(name):
                 raise ValueError(
@@ -352,7 +358,8 @@ def run_seed(
                     f"{budget.timesteps(name)}: delete the file to train it again, or pick another --out."
                 )
             timings[name] = 0.0
-            _say(seed, f"PPO {name} loaded from {kept} (trained before the benchmark was interrupted)")
+            why = "reused from --baselines-from" if name in reused else "trained before the benchmark was interrupted"
+            _say(seed, f"PPO {name} loaded from {kept} ({why})")
             continue
         t = time.perf_counter()
         _say(seed, f"training PPO {name} ({budget.timesteps(name):,} env steps) ...")
@@ -383,11 +390,11 @@ def run_seed(
     step_sizes: dict[str, float] = {"maml": maml_lr}
     lr_scores: dict[str, dict[str, float]] = {}
     reevaluation_gap: float | None = None
-    # Each method's evaluation is seeded on its own, so the order changes no number; a reused
-    # benchmark's check runs first, before the other methods' evaluations it would otherwise waste.
-    order = ("random", *(m for m in METHODS if m != "random")) if reuse is not None else METHODS
+    # Each method's evaluation is seeded on its own, so the order changes no number; the check of
+    # copied returns runs first, before the other methods' evaluations it would otherwise waste.
+    order = ("random", *(m for m in METHODS if m != "random")) if copied else METHODS
     for name in order:
-        if name in reused:
+        if name in copied:
             assert reuse is not None
             returns[name], step_sizes[name] = reuse["returns"][name], reuse["step_sizes"][name]
             lr_scores[name] = reuse["lr_scores"].get(name, {})
@@ -421,7 +428,8 @@ def run_seed(
         returns[name] = r.tolist()
         if rate is not None:
             success[name] = rate.tolist()
-        if reuse is not None and name == "random":
+        if copied and name == "random":
+            assert reuse is not None
             reevaluation_gap = check_reevaluation(seed, returns[name], reuse["returns"]["random"])
     curve = {
         "iteration": [int(r["iteration"]) for r in rows],
@@ -440,6 +448,8 @@ def run_seed(
         "maml_config": maml_config,
         "seconds": timings,
         **({"baselines_reused": list(reused)} if reused else {}),
+        # the reused baselines whose returns were copied (no policy kept), not evaluated here
+        **({"baselines_returns_copied": list(copied)} if copied else {}),
         # how far the random baseline evaluated again came from the reused benchmark's (within REEVALUATION_RTOL)
         **({"random_reevaluation_gap": reevaluation_gap} if reevaluation_gap is not None else {}),
     }
@@ -474,7 +484,7 @@ def reusable_baselines(
     Returns:
         ``(entries, methods)``: one entry per seed in ``seeds`` (``None`` for a seed the earlier
         benchmark lacks: its baselines are trained, so a benchmark can reuse the seeds that
-        ran and add more), and the PPO baselines whose returns are reused.
+        ran and add more), and the PPO baselines reused (their policies, or their returns).
 
     Raises:
         ValueError: No such file, or it differs from this benchmark in a setting the baselines
@@ -774,6 +784,13 @@ def run_benchmark(
             kept_dir.mkdir(parents=True, exist_ok=True)
             _write_json(kept_dir / "settings.json", settings)
         t0 = time.perf_counter()
+        if baselines_from is not None:  # the reused baselines' policies, which run_seed evaluates, travel along
+            source = Path(baselines_from) if Path(baselines_from).is_dir() else Path(baselines_from).parent
+            for s, entry in zip(seeds, reuse):
+                for m in reuse_methods if entry is not None else ():
+                    if baseline_file(source, s, m).is_file() and not baseline_file(out, s, m).is_file():
+                        baseline_file(out, s, m).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(baseline_file(source, s, m), baseline_file(out, s, m))
         runs = list(maml_runs) if maml_runs is not None else [None] * len(seeds)
         results: dict[int, dict[str, Any]] = dict(kept)
         for s in kept:
@@ -815,13 +832,6 @@ def run_benchmark(
             )
             raise next(iter(failed.values()))
         per_seed = [results[s] for s in seeds]
-        if baselines_from is not None:  # the reused baselines' policies travel with their returns
-            source = Path(baselines_from) if Path(baselines_from).is_dir() else Path(baselines_from).parent
-            for s, entry in zip(seeds, reuse):
-                for m in reuse_methods if entry is not None else ():
-                    if baseline_file(source, s, m).is_file():
-                        baseline_file(out, s, m).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(baseline_file(source, s, m), baseline_file(out, s, m))
         summary = summarize(per_seed)
         success = summarize(per_seed, key="success") if all("success" in s for s in per_seed) else None
         verdict: dict[str, Any] = claim(summary, per_seed=per_seed)

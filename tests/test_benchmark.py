@@ -268,8 +268,9 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
         maml_runs=[str(out / "runs" / "maml-seed0")],
     )
     assert again["per_seed"][0]["returns"]["maml"] == saved["per_seed"][0]["returns"]["maml"]
-    # ... and the PPO baselines of the first benchmark reused: the random baseline, evaluated again,
-    # is bit-identical on one machine (the check that the evaluation has not changed), the others copied.
+    # ... and the PPO baselines of the first benchmark reused: their kept policies are evaluated
+    # again, which on one machine gives the same returns
+    capsys.readouterr()
     reused = run_benchmark(
         "2d-navigation",
         tiny,
@@ -280,16 +281,32 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
         baselines_from=out,
     )
     assert reused["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
+    assert reused["per_seed"][0]["step_sizes"] == saved["per_seed"][0]["step_sizes"]
     assert reused["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
-    assert reused["per_seed"][0]["random_reevaluation_gap"] == 0.0  # same host, same evaluation
-    assert "random_reevaluation_gap" not in saved["per_seed"][0]
+    assert "baselines_returns_copied" not in reused["per_seed"][0]
+    assert "random_reevaluation_gap" not in reused["per_seed"][0]  # nothing copied: nothing to check
+    said = capsys.readouterr().err
+    assert "PPO oracle loaded from" in said and "(reused from --baselines-from)" in said and "training PPO" not in said
+    assert "evaluating pretrained" in said  # evaluated on this machine
     for m in ("pretrained", "oracle"):  # the reused policies are copied along
         assert baseline_file(tmp_path / "reused", 0, m).read_bytes() == baseline_file(out, 0, m).read_bytes()
     assert reused["baselines_from"] == str(out)
-    # a reused benchmark whose random baseline no longer comes out the same is refused before
-    # MAML's evaluation is spent
+    # a benchmark that kept no policies (written before they were kept): its PPO returns are
+    # copied, and the random baseline, evaluated again, must come out the same
+    legacy = tmp_path / "legacy"
+    shutil.copytree(out, legacy)
+    shutil.rmtree(legacy / "baselines")
+    copied = run_benchmark(
+        "2d-navigation", TINY, [0], tmp_path / "copied", ["horizon=20", "hidden_sizes=[8]"],
+        maml_runs=[str(out / "runs" / "maml-seed0")], baselines_from=legacy,
+    )  # fmt: skip
+    assert copied["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
+    assert copied["per_seed"][0]["baselines_returns_copied"] == ["pretrained", "oracle"]
+    assert copied["per_seed"][0]["random_reevaluation_gap"] == 0.0  # same host, same evaluation
+    assert "random_reevaluation_gap" not in saved["per_seed"][0]
+    # ... refused, before MAML's evaluation is spent, when the random baseline no longer comes out the same
     changed = tmp_path / "changed"
-    shutil.copytree(out, changed)
+    shutil.copytree(legacy, changed)
     written = json.loads((changed / "benchmark.json").read_text())
     written["per_seed"][0]["returns"]["random"][0][0] += 10.0
     (changed / "benchmark.json").write_text(json.dumps(written))
@@ -321,6 +338,9 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys) -> None:
         baselines_from=out,
     )
     assert added["per_seed"][0]["baselines_reused"] == ["pretrained", "oracle"]
+    assert (
+        not baseline_file(tmp_path / "added", 1, "oracle").read_bytes() == baseline_file(out, 0, "oracle").read_bytes()
+    )
     assert "baselines_reused" not in added["per_seed"][1]
     assert added["per_seed"][0]["returns"] == saved["per_seed"][0]["returns"]
     assert added["per_seed"][1]["returns"]["oracle"] != saved["per_seed"][0]["returns"]["oracle"]
