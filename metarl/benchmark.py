@@ -757,6 +757,7 @@ def run_benchmark(
         )
     )
     kept_dir = out / KEPT_SEEDS_DIR
+    taken = f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
     with RunLock(out, "benchmark"):  # a second benchmark into the same folder waits for none: it is refused
         if (out / "progress.csv").exists() or (out / "checkpoints").exists():
             raise FileExistsError(
@@ -764,9 +765,7 @@ def run_benchmark(
                 "(pass the run with --maml-runs to evaluate it)."
             )
         if (out / "benchmark.json").exists():
-            raise FileExistsError(
-                f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
-            )
+            raise FileExistsError(taken)
         if resume:
             kept = kept_seeds(out, settings)
         elif (kept_dir / "settings.json").exists():
@@ -776,9 +775,7 @@ def run_benchmark(
                 "continue it by running the same command with --resume, or pick another --out."
             )
         elif (out / "runs").exists() or (out / "baselines").exists():
-            raise FileExistsError(
-                f"{out} already holds a benchmark; pick another --out or delete it (results are never overwritten)."
-            )
+            raise FileExistsError(taken)
         else:
             kept = {}
             kept_dir.mkdir(parents=True, exist_ok=True)

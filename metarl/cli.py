@@ -287,9 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         run_dir = getattr(args, "training_run_dir", None)
-        hint = f"; continue with `metarl train --resume {run_dir}`" if run_dir is not None else ""
-        hint = f"; {args.resume_hint}" if getattr(args, "resume_hint", None) else hint  # a benchmark's
-        print(f"interrupted: the last checkpoint and the logs are intact{hint}.", file=sys.stderr)
+        train_hint = f"continue with `metarl train --resume {run_dir}`" if run_dir is not None else None
+        hint = getattr(args, "resume_hint", None) or train_hint  # a benchmark's, or a training run's
+        print(
+            f"interrupted: the last checkpoint and the logs are intact{'; ' + hint if hint else ''}.", file=sys.stderr
+        )
         return 130
     return 0
 
